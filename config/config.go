@@ -1,0 +1,194 @@
+// Package config defines the sesrelay configuration file: its types, the
+// defaults, strict loading through viper (unknown keys are errors naming the
+// key path), validation, and the loading of the secrets it points at
+// (password hashes, DKIM keys, unsubscribe secrets) so that a bad file fails
+// at start and not on the first message.
+package config
+
+import (
+	"crypto"
+	"crypto/tls"
+	"time"
+)
+
+// Config is the whole configuration file. Field tags are the key names
+// operators write; they are an interface and must not be renamed.
+type Config struct {
+	Server   Server   `mapstructure:"server"`
+	Admin    Admin    `mapstructure:"admin"`
+	Log      Log      `mapstructure:"log"`
+	Delivery Delivery `mapstructure:"delivery"`
+	SES      SES      `mapstructure:"ses"`
+	Auth     Auth     `mapstructure:"auth"`
+	Tenants  []Tenant `mapstructure:"tenants"`
+
+	// Path is the file the configuration was read from ("" for the
+	// embedded default). It is not a key.
+	Path string `mapstructure:"-"`
+}
+
+// Server configures the SMTP side.
+type Server struct {
+	Hostname            string        `mapstructure:"hostname"`
+	Listeners           []Listener    `mapstructure:"listeners"`
+	TLS                 TLS           `mapstructure:"tls"`
+	MaxMessageBytes     int64         `mapstructure:"max_message_bytes"`
+	MaxRecipients       int           `mapstructure:"max_recipients"`
+	MaxConnections      int           `mapstructure:"max_connections"`
+	MaxConnectionsPerIP int           `mapstructure:"max_connections_per_ip"`
+	ReadTimeout         time.Duration `mapstructure:"read_timeout"`
+	WriteTimeout        time.Duration `mapstructure:"write_timeout"`
+	DataTimeout         time.Duration `mapstructure:"data_timeout"`
+	ShutdownTimeout     time.Duration `mapstructure:"shutdown_timeout"`
+	BareNewlines        string        `mapstructure:"bare_newlines"`
+}
+
+// Listener is one SMTP listening socket.
+type Listener struct {
+	Address           string   `mapstructure:"address"`
+	TLS               string   `mapstructure:"tls"`
+	AllowInsecureAuth bool     `mapstructure:"allow_insecure_auth"`
+	AllowedNetworks   []string `mapstructure:"allowed_networks"`
+}
+
+// Listener TLS modes.
+const (
+	TLSStartTLS = "starttls"
+	TLSImplicit = "implicit"
+	TLSNone     = "none"
+)
+
+// TLS names the server certificate.
+type TLS struct {
+	CertFile   string `mapstructure:"cert_file"`
+	KeyFile    string `mapstructure:"key_file"`
+	SelfSigned bool   `mapstructure:"self_signed"`
+	MinVersion string `mapstructure:"min_version"`
+
+	// Certificate is loaded from CertFile/KeyFile by Validate.
+	Certificate *tls.Certificate `mapstructure:"-"`
+}
+
+// Admin configures the HTTP listener for metrics and health.
+type Admin struct {
+	Address string `mapstructure:"address"`
+}
+
+// Log configures the zap logger.
+type Log struct {
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"`
+}
+
+// Delivery chooses where accepted mail goes.
+type Delivery struct {
+	Sender  string `mapstructure:"sender"`
+	FileDir string `mapstructure:"file_dir"`
+}
+
+// Delivery senders.
+const (
+	SenderSES  = "ses"
+	SenderFile = "file"
+)
+
+// SES configures the Amazon SES v2 client.
+type SES struct {
+	Region          string            `mapstructure:"region"`
+	Endpoint        string            `mapstructure:"endpoint"`
+	Timeout         time.Duration     `mapstructure:"timeout"`
+	MaxAttempts     int               `mapstructure:"max_attempts"`
+	MaxSendRate     string            `mapstructure:"max_send_rate"`
+	Replicas        int               `mapstructure:"replicas"`
+	MaxIdleConns    int               `mapstructure:"max_idle_conns"`
+	EndpointID      string            `mapstructure:"endpoint_id"`
+	Regions         []string          `mapstructure:"regions"`
+	RegionEndpoints map[string]string `mapstructure:"region_endpoints"`
+	Failover        Failover          `mapstructure:"failover"`
+}
+
+// Failover configures relay-side regional failover.
+type Failover struct {
+	After      int           `mapstructure:"after"`
+	ProbeEvery time.Duration `mapstructure:"probe_every"`
+}
+
+// Auth configures SMTP AUTH protection.
+type Auth struct {
+	MaxFailuresPerConnection int           `mapstructure:"max_failures_per_connection"`
+	MaxFailures              int           `mapstructure:"max_failures"`
+	Lockout                  time.Duration `mapstructure:"lockout"`
+	CacheTTL                 time.Duration `mapstructure:"cache_ttl"`
+	MaxConcurrentHashes      int           `mapstructure:"max_concurrent_hashes"`
+}
+
+// Tenant is one customer of the relay: its users, the domains it may send
+// as, and what SES settings its mail carries.
+type Tenant struct {
+	Name                     string            `mapstructure:"name"`
+	Users                    []User            `mapstructure:"users"`
+	Domains                  []string          `mapstructure:"domains"`
+	ConfigurationSet         string            `mapstructure:"configuration_set"`
+	AllowedConfigurationSets []string          `mapstructure:"allowed_configuration_sets"`
+	Tags                     map[string]string `mapstructure:"tags"`
+	HeaderTags               map[string]string `mapstructure:"header_tags"`
+	IdentityARN              string            `mapstructure:"identity_arn"`
+	Region                   string            `mapstructure:"region"`
+	SESTenant                string            `mapstructure:"ses_tenant"`
+	SESEndpointID            string            `mapstructure:"ses_endpoint_id"`
+	FromPolicy               string            `mapstructure:"from_policy"`
+	RewriteFrom              string            `mapstructure:"rewrite_from"`
+	StripHeaders             []string          `mapstructure:"strip_headers"`
+	ListUnsubscribe          *ListUnsubscribe  `mapstructure:"list_unsubscribe"`
+	DKIM                     []DKIMKey         `mapstructure:"dkim"`
+	DKIMRequired             bool              `mapstructure:"dkim_required"`
+	MaxSendRate              float64           `mapstructure:"max_send_rate"`
+	MaxConnections           int               `mapstructure:"max_connections"`
+}
+
+// From policies.
+const (
+	FromReject  = "reject"
+	FromRewrite = "rewrite"
+)
+
+// User is one SMTP AUTH credential of a tenant.
+type User struct {
+	Username     string `mapstructure:"username"`
+	PasswordHash string `mapstructure:"password_hash"`
+
+	// Hash is PasswordHash parsed at load time.
+	Hash *PasswordHash `mapstructure:"-"`
+}
+
+// ListUnsubscribe configures RFC 8058 one-click unsubscribe headers.
+type ListUnsubscribe struct {
+	Mode         string `mapstructure:"mode"`
+	URL          string `mapstructure:"url"`
+	Mailto       string `mapstructure:"mailto"`
+	SecretFile   string `mapstructure:"secret_file"`
+	ListIDHeader string `mapstructure:"list_id_header"`
+
+	// Secret is the content of SecretFile, loaded at load time.
+	Secret []byte `mapstructure:"-"`
+}
+
+// List-Unsubscribe modes.
+const (
+	UnsubOff      = "off"
+	UnsubPreserve = "preserve"
+	UnsubAdd      = "add"
+	UnsubRequire  = "require"
+)
+
+// DKIMKey is one signing key of a tenant.
+type DKIMKey struct {
+	Domain     string        `mapstructure:"domain"`
+	Selector   string        `mapstructure:"selector"`
+	KeyFile    string        `mapstructure:"key_file"`
+	Expiration time.Duration `mapstructure:"expiration"`
+
+	// Signer is the private key loaded from KeyFile (*rsa.PrivateKey or
+	// ed25519.PrivateKey).
+	Signer crypto.Signer `mapstructure:"-"`
+}
