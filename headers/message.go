@@ -1,0 +1,143 @@
+// Package headers holds the pure functions the relay applies to a message
+// between DATA and SES: reading and canonicalizing it (RFC 5322 line rules,
+// bare newlines), header hygiene, From rewriting, RFC 2369/8058
+// List-Unsubscribe, and DKIM signing (RFC 6376, RFC 8463). Nothing here
+// does I/O beyond the byte slices it is given.
+package headers
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+
+	"github.com/emersion/go-message/textproto"
+)
+
+// MaxLineLength is the RFC 5322 limit on a line, excluding CRLF.
+const MaxLineLength = 998
+
+// Message is a parsed message: the header fields in order and the body,
+// whose lines all end in CRLF.
+type Message struct {
+	Header textproto.Header
+	Body   []byte
+}
+
+// BareNewlines says what Read does with a CR or LF that is not part of a
+// CRLF pair.
+type BareNewlines int
+
+const (
+	// NormalizeBareNewlines turns a lone LF or lone CR into CRLF.
+	NormalizeBareNewlines BareNewlines = iota
+	// RejectBareNewlines refuses a message with a lone LF or CR.
+	RejectBareNewlines
+)
+
+// FormatError is a message that cannot be sent as it is. Field names the
+// header concerned, if any; Line is 1-based, 0 when not about one line.
+type FormatError struct {
+	Field  string
+	Line   int
+	Reason string
+}
+
+func (e *FormatError) Error() string {
+	switch {
+	case e.Field != "" && e.Line > 0:
+		return fmt.Sprintf("header %s (line %d): %s", e.Field, e.Line, e.Reason)
+	case e.Field != "":
+		return fmt.Sprintf("header %s: %s", e.Field, e.Reason)
+	case e.Line > 0:
+		return fmt.Sprintf("line %d: %s", e.Line, e.Reason)
+	}
+	return e.Reason
+}
+
+// Canonicalize returns raw with every line ending in CRLF, checking the
+// line length limit. With RejectBareNewlines a lone CR or LF is an error.
+// raw is not modified; when it is already canonical it is returned as is.
+func Canonicalize(raw []byte, mode BareNewlines) ([]byte, error) {
+	// Fast path: scan once; most messages are already canonical.
+	line, start := 1, 0
+	canonical := true
+	for i := 0; i < len(raw); i++ {
+		switch raw[i] {
+		case '\r':
+			if i+1 < len(raw) && raw[i+1] == '\n' {
+				if i-start > MaxLineLength {
+					return nil, &FormatError{Line: line, Reason: fmt.Sprintf("longer than %d characters (SES and RFC 5322 limit)", MaxLineLength)}
+				}
+				i++
+				line++
+				start = i + 1
+				continue
+			}
+			fallthrough
+		case '\n':
+			if mode == RejectBareNewlines {
+				return nil, &FormatError{Line: line, Reason: "bare CR or LF (lines must end in CRLF)"}
+			}
+			canonical = false
+			if i-start > MaxLineLength {
+				return nil, &FormatError{Line: line, Reason: fmt.Sprintf("longer than %d characters (SES and RFC 5322 limit)", MaxLineLength)}
+			}
+			line++
+			start = i + 1
+		}
+	}
+	if len(raw)-start > MaxLineLength {
+		return nil, &FormatError{Line: line, Reason: fmt.Sprintf("longer than %d characters (SES and RFC 5322 limit)", MaxLineLength)}
+	}
+	if canonical && (len(raw) == 0 || raw[len(raw)-1] == '\n') {
+		return raw, nil
+	}
+	out := make([]byte, 0, len(raw)+len(raw)/32+2)
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch c {
+		case '\r':
+			out = append(out, '\r', '\n')
+			if i+1 < len(raw) && raw[i+1] == '\n' {
+				i++
+			}
+		case '\n':
+			out = append(out, '\r', '\n')
+		default:
+			out = append(out, c)
+		}
+	}
+	if len(out) > 0 && out[len(out)-1] != '\n' {
+		out = append(out, '\r', '\n')
+	}
+	return out, nil
+}
+
+// Read canonicalizes raw and splits it into header and body.
+func Read(raw []byte, mode BareNewlines) (*Message, error) {
+	c, err := Canonicalize(raw, mode)
+	if err != nil {
+		return nil, err
+	}
+	rd := bytes.NewReader(c)
+	br := bufio.NewReader(rd)
+	h, err := textproto.ReadHeader(br)
+	if err != nil {
+		return nil, &FormatError{Reason: "malformed header: " + err.Error()}
+	}
+	if h.Len() == 0 {
+		return nil, &FormatError{Reason: "the message has no header"}
+	}
+	// What ReadHeader did not consume is the body.
+	body := c[len(c)-rd.Len()-br.Buffered():]
+	return &Message{Header: h, Body: body}, nil
+}
+
+// Bytes serializes the message.
+func (m *Message) Bytes() []byte {
+	var b bytes.Buffer
+	b.Grow(len(m.Body) + 2048)
+	_ = textproto.WriteHeader(&b, m.Header)
+	b.Write(m.Body)
+	return b.Bytes()
+}
