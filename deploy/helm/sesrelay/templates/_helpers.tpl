@@ -1,0 +1,101 @@
+{{/* Chart name, truncated to the 63 characters a label value allows. */}}
+{{- define "sesrelay.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name of the release's objects. The admin Service appends "-admin", so
+the base stays within 57 characters.
+*/}}
+{{- define "sesrelay.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 57 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 57 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 57 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "sesrelay.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "sesrelay.labels" -}}
+helm.sh/chart: {{ include "sesrelay.chart" . }}
+{{ include "sesrelay.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "sesrelay.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sesrelay.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "sesrelay.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "sesrelay.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The number of replicas that share the SES account's sending rate
+(SESRELAY_SES_REPLICAS). With autoscaling, the maximum: the replicas together
+must not exceed the account rate even when all of them run.
+*/}}
+{{- define "sesrelay.sesReplicas" -}}
+{{- if .Values.ses.replicas }}
+{{- .Values.ses.replicas }}
+{{- else if .Values.autoscaling.enabled }}
+{{- .Values.autoscaling.maxReplicas }}
+{{- else }}
+{{- .Values.replicaCount }}
+{{- end }}
+{{- end }}
+
+{{/*
+server.shutdown_timeout in whole seconds. Only h/m/s forms are read (a
+shutdown shorter than a second makes no sense); the relay's default is 30s.
+*/}}
+{{- define "sesrelay.shutdownSeconds" -}}
+{{- $d := toString (dig "server" "shutdown_timeout" "30s" .Values.config) }}
+{{- if not (regexMatch "^([0-9]+h)?([0-9]+m)?([0-9]+s)?$" $d) }}
+{{- fail (printf "config.server.shutdown_timeout %q: write it in whole hours, minutes and seconds (e.g. 30s, 1m30s)" $d) }}
+{{- end }}
+{{- $h := regexFind "[0-9]+h" $d | trimSuffix "h" | default "0" | atoi }}
+{{- $m := regexFind "[0-9]+m" $d | trimSuffix "m" | default "0" | atoi }}
+{{- $s := regexFind "[0-9]+s" $d | trimSuffix "s" | default "0" | atoi }}
+{{- add (mul $h 3600) (mul $m 60) $s }}
+{{- end }}
+
+{{/*
+Render-time checks that keep the chart and the relay configuration in step:
+the ports the probes and Services use must be the ones the relay listens on,
+and the grace period must cover the drain.
+*/}}
+{{- define "sesrelay.validate" -}}
+{{- $admin := toString (dig "admin" "address" "" .Values.config) }}
+{{- if not $admin }}
+{{- fail "config.admin.address is required: the probes and metrics use the admin listener" }}
+{{- end }}
+{{- if not (hasSuffix (printf ":%v" .Values.ports.admin) $admin) }}
+{{- fail (printf "config.admin.address %q does not listen on ports.admin (%v)" $admin .Values.ports.admin) }}
+{{- end }}
+{{- $server := default dict .Values.config.server }}
+{{- range $i, $l := default list $server.listeners }}
+{{- $addr := toString $l.address }}
+{{- if not (or (hasSuffix (printf ":%v" $.Values.ports.smtp) $addr) (hasSuffix (printf ":%v" $.Values.ports.smtps) $addr)) }}
+{{- fail (printf "config.server.listeners[%d].address %q is neither ports.smtp (%v) nor ports.smtps (%v)" $i $addr $.Values.ports.smtp $.Values.ports.smtps) }}
+{{- end }}
+{{- end }}
+{{- $drain := add (include "sesrelay.shutdownSeconds" . | atoi) (int .Values.lifecycle.preStopSleepSeconds) }}
+{{- if le (int .Values.terminationGracePeriodSeconds) $drain }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed lifecycle.preStopSleepSeconds + config.server.shutdown_timeout (%d s), or the kubelet kills sessions mid-drain" .Values.terminationGracePeriodSeconds $drain) }}
+{{- end }}
+{{- end }}
