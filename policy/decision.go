@@ -1,0 +1,168 @@
+package policy
+
+import (
+	"net/mail"
+
+	"github.com/sesrelay/sesrelay/config"
+)
+
+// Decision is what the policy says about one message of one tenant. It is a
+// plain value: the relay acts on it, explain prints it.
+//
+// When Reject is non-nil the message must not be sent, and only Reject and
+// FromDomain (when it was known) are meaningful.
+type Decision struct {
+	// Reject is nil when the message is accepted.
+	Reject *Rejection
+
+	// Rewrite is non-nil when the tenant's from_policy is rewrite and the
+	// From address is not the tenant's: the headers package replaces the
+	// From field as described there. An owned From is never rewritten.
+	Rewrite *FromRewrite
+
+	// FromDomain is the normalized (lowercase, ASCII) domain of the From
+	// address the application wrote, before any rewrite. "" when the From
+	// was missing or its domain is not a valid domain name.
+	FromDomain string
+
+	// ConfigurationSet is the SES configuration set to send with: the
+	// tenant's configuration_set, or the X-SES-CONFIGURATION-SET header value
+	// when that names the tenant's configuration_set or one of its
+	// allowed_configuration_sets. "" means none.
+	ConfigurationSet string
+
+	// Tags are the SES message tags: static tags, tenant, from_domain, then
+	// header_tags found in the message (a header tag overrides a static tag
+	// of the same name). Names and values hold only [A-Za-z0-9_-], at most
+	// 256 characters; empty values are dropped. Sorted by Name.
+	Tags []Tag
+
+	// DKIM is the tenant key to sign with, chosen for the domain of the From
+	// that is sent (after a rewrite, rewrite_from's): the key whose domain
+	// is that domain, else the key of its nearest parent domain. The first
+	// key listed for a domain wins. nil means do not sign.
+	DKIM *config.DKIMKey
+}
+
+// Accepted reports whether the message may be sent.
+func (d *Decision) Accepted() bool { return d.Reject == nil }
+
+// FromRewrite says how to replace the From field of a message whose author
+// address the tenant does not own (from_policy: rewrite). The headers
+// package performs the edit.
+type FromRewrite struct {
+	// NewFrom is the tenant's rewrite_from address (domain normalized).
+	NewFrom string
+	// DisplayName is "<original name or address> via <tenant>", UTF-8,
+	// without control characters; the header writer encodes it (RFC 2047).
+	DisplayName string
+	// Original is the From mailbox the application wrote, display name
+	// decoded. Format it with Original.String() when writing it back.
+	Original mail.Address
+	// AddReplyTo is true when the message has no Reply-To field: the
+	// original address then goes into a new Reply-To so that replies still
+	// reach the author.
+	AddReplyTo bool
+}
+
+// Tag is one SES message tag.
+type Tag struct {
+	Name, Value string
+}
+
+// Rejection explains why a message is refused.
+type Rejection struct {
+	// Reason is stable: metrics and tests use it.
+	Reason Reason
+	// Field names what was refused: a header field name ("From", "Sender",
+	// "Resent-From", "Resent-Sender", "X-SES-CONFIGURATION-SET") or
+	// "MAIL FROM" for the envelope sender.
+	Field string
+	// Detail is one sentence for the application's developer naming the
+	// field, the address and what the tenant may use instead. It is printable
+	// ASCII (client text is quoted and escaped, and shortened when long), so
+	// it can go into a log line or an SMTP reply as it is.
+	Detail string
+}
+
+// String returns "reason: detail".
+func (r *Rejection) String() string { return string(r.Reason) + ": " + r.Detail }
+
+// Reason is a stable, machine-readable rejection reason.
+type Reason string
+
+// Reasons. Each says which Class it is.
+const (
+	// FromMissing: the message has no From field, or an empty one. Content.
+	FromMissing Reason = "from_missing"
+	// FromMultiple: more than one From field, or one From field listing
+	// several mailboxes. RFC 5322 then requires a Sender; the relay refuses
+	// instead, which is simpler and leaves no doubt whose mail it is. Content.
+	FromMultiple Reason = "from_multiple"
+	// FromGroup: the From field uses group syntax ("name: a@b;"), empty
+	// groups included. Legal but never what an application means. Content.
+	FromGroup Reason = "from_group"
+	// AddressInvalid: a From, Sender, Resent-From or Resent-Sender field, or
+	// the envelope sender, cannot be parsed as addresses (or a Sender/Resent
+	// field uses group syntax or is empty). Content.
+	AddressInvalid Reason = "address_invalid"
+	// FromNotOwned: the From domain is not one of the tenant's domains and
+	// from_policy is reject. Policy.
+	FromNotOwned Reason = "from_not_owned"
+	// SenderNotOwned: a Sender mailbox is outside the tenant's domains.
+	// Policy.
+	SenderNotOwned Reason = "sender_not_owned"
+	// ResentNotOwned: a Resent-From or Resent-Sender mailbox is outside the
+	// tenant's domains. Policy.
+	ResentNotOwned Reason = "resent_not_owned"
+	// MailFromNotOwned: the envelope sender (MAIL FROM) is neither <> nor
+	// an address in the tenant's domains. Policy.
+	MailFromNotOwned Reason = "mail_from_not_owned"
+	// ConfigurationSetNotAllowed: X-SES-CONFIGURATION-SET names a
+	// configuration set that is neither the tenant's configuration_set nor
+	// in its allowed_configuration_sets, or the field appears with
+	// different values. Policy.
+	ConfigurationSetNotAllowed Reason = "configuration_set_not_allowed"
+	// DKIMKeyMissing: the tenant sets dkim_required and has no key for the
+	// From domain that would be sent (nor for a parent of it). Policy.
+	DKIMKeyMissing Reason = "dkim_key_missing"
+)
+
+// Class tells the relay which kind of permanent refusal a Reason is.
+type Class int
+
+const (
+	// ClassPolicy: the tenant may not send this; the relay answers
+	// 550 5.7.1 (RFC 3463: delivery not authorized).
+	ClassPolicy Class = iota
+	// ClassContent: the message is malformed for sending; the relay answers
+	// 554 5.6.0 (RFC 3463: other or undefined media error).
+	ClassContent
+)
+
+func (c Class) String() string {
+	if c == ClassContent {
+		return "content"
+	}
+	return "policy"
+}
+
+// ClassOf returns the class of a reason. An unknown reason is ClassPolicy,
+// so a new reason without a class still refuses.
+func ClassOf(r Reason) Class {
+	switch r {
+	case FromMissing, FromMultiple, FromGroup, AddressInvalid:
+		return ClassContent
+	}
+	return ClassPolicy
+}
+
+// Reasons lists every reason, for documentation and metrics
+// initialization.
+func Reasons() []Reason {
+	return []Reason{
+		FromMissing, FromMultiple, FromGroup, AddressInvalid,
+		FromNotOwned, SenderNotOwned, ResentNotOwned, MailFromNotOwned,
+		ConfigurationSetNotAllowed, DKIMKeyMissing,
+	}
+}

@@ -1,0 +1,286 @@
+package policy
+
+import (
+	"fmt"
+	"net/mail"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message/textproto"
+)
+
+// Envelope is the SMTP envelope of one transaction.
+type Envelope struct {
+	// From is the MAIL FROM reverse-path without angle brackets; "" is the
+	// null sender <>.
+	From string
+	// To are the RCPT TO forward-paths.
+	To []string
+}
+
+// Header field names, in canonical form (what textproto.Header stores).
+const (
+	fieldFrom         = "From"
+	fieldSender       = "Sender"
+	fieldResentFrom   = "Resent-From"
+	fieldResentSender = "Resent-Sender"
+	fieldReplyTo      = "Reply-To"
+	fieldConfigSet    = "X-Ses-Configuration-Set"
+)
+
+// Names used in rejection details.
+const (
+	nameMailFrom  = "MAIL FROM"
+	nameConfigSet = "X-SES-CONFIGURATION-SET"
+)
+
+// CheckMailFrom checks the envelope sender given at MAIL FROM: the null
+// sender "" is allowed, anything else must be an address in the tenant's
+// domains, whatever the from_policy (a rewrite changes the From header,
+// not the envelope). It returns nil when the sender is acceptable, else a
+// Decision whose Reject says why. Evaluate checks it again.
+func (t *Tenant) CheckMailFrom(addr string) *Decision {
+	if r := t.checkMailFrom(addr); r != nil {
+		return &Decision{Reject: r}
+	}
+	return nil
+}
+
+func (t *Tenant) checkMailFrom(addr string) *Rejection {
+	if addr == "" {
+		return nil
+	}
+	d, ok := domainOf(addr)
+	if ok {
+		local := addr[:len(addr)-len(d)-1]
+		ok = strings.IndexFunc(local, func(r rune) bool { return r < 0x20 || r == 0x7f || r == utf8.RuneError }) < 0
+	}
+	if !ok {
+		return &Rejection{Reason: AddressInvalid, Field: nameMailFrom, Detail: fmt.Sprintf(
+			"the envelope sender (MAIL FROM) %s is not an address; use <> or an address in %s", quote(addr), t.domainList)}
+	}
+	if n, ok := normalizeDomain(d); !ok || !t.ownsNormalized(n) {
+		return &Rejection{Reason: MailFromNotOwned, Field: nameMailFrom, Detail: fmt.Sprintf(
+			"the envelope sender (MAIL FROM) %s is not in the domains of tenant %q; use <> or an address in %s", quote(addr), t.Name, t.domainList)}
+	}
+	return nil
+}
+
+// Evaluate decides whether the tenant may send a message with this
+// envelope and header, and with which From, configuration set, tags and
+// DKIM key. h is only read; a nil h is an empty header.
+//
+// The checks run in this order and the first failure is returned: the
+// envelope sender; the From field (present, once, one mailbox, no group,
+// parsable); its domain (rejected or, with from_policy rewrite, rewritten);
+// every Sender, Resent-From and Resent-Sender mailbox; the
+// X-SES-CONFIGURATION-SET value; the DKIM key when dkim_required. Other
+// X-SES-* fields play no part: the relay removes them.
+func (t *Tenant) Evaluate(env Envelope, h *textproto.Header) Decision {
+	var d Decision
+	if h == nil {
+		h = &textproto.Header{}
+	}
+	if r := t.checkMailFrom(env.From); r != nil {
+		d.Reject = r
+		return d
+	}
+
+	from, r := t.author(h)
+	if r != nil {
+		d.Reject = r
+		return d
+	}
+	dom, _ := domainOf(from.Address) // net/mail guarantees an "@"
+	n, valid := normalizeDomain(dom)
+	if valid {
+		d.FromDomain = n
+	}
+	sendDomain := n
+	if !valid || !t.ownsNormalized(n) {
+		if !t.rewrite {
+			d.Reject = &Rejection{Reason: FromNotOwned, Field: fieldFrom, Detail: fmt.Sprintf(
+				"the From address %s is not in the domains of tenant %q; use an address in %s", quote(from.Address), t.Name, t.domainList)}
+			return d
+		}
+		name := cleanName(from.Name)
+		if name == "" {
+			name = cleanName(from.Address)
+		}
+		d.Rewrite = &FromRewrite{
+			NewFrom:     t.rewriteFrom,
+			DisplayName: name + " via " + t.Name,
+			Original:    mail.Address{Name: cleanName(from.Name), Address: from.Address},
+			AddReplyTo:  !h.Has(fieldReplyTo),
+		}
+		sendDomain = t.rewriteDomain
+	}
+
+	for _, f := range [...]struct {
+		field  string
+		reason Reason
+	}{
+		{fieldSender, SenderNotOwned},
+		{fieldResentFrom, ResentNotOwned},
+		{fieldResentSender, ResentNotOwned},
+	} {
+		if r := t.checkMailboxes(h, f.field, f.reason); r != nil {
+			d.Reject = r
+			return d
+		}
+	}
+
+	cs, r := t.configurationSet(h)
+	if r != nil {
+		d.Reject = r
+		return d
+	}
+	d.ConfigurationSet = cs
+
+	d.DKIM = t.dkimKey(sendDomain)
+	if d.DKIM == nil && t.dkimRequired {
+		what := "the From domain " + sendDomain
+		if d.Rewrite != nil {
+			what = "the rewritten From domain " + sendDomain
+		}
+		d.Reject = &Rejection{Reason: DKIMKeyMissing, Field: fieldFrom, Detail: fmt.Sprintf(
+			"tenant %q requires DKIM signing but has no key for %s; its keys cover %s", t.Name, what, t.dkimList)}
+		return d
+	}
+
+	d.Tags = t.tags(h, sendDomain)
+	return d
+}
+
+// author returns the single From mailbox, or why there is none.
+func (t *Tenant) author(h *textproto.Header) (*mail.Address, *Rejection) {
+	reject := func(reason Reason, format string, args ...any) (*mail.Address, *Rejection) {
+		return nil, &Rejection{Reason: reason, Field: fieldFrom, Detail: fmt.Sprintf(format, args...)}
+	}
+	if !h.Has(fieldFrom) {
+		return reject(FromMissing, "the message has no From field; add one with an address in %s", t.domainList)
+	}
+	values := h.Values(fieldFrom)
+	if len(values) > 1 {
+		return reject(FromMultiple, "the message has %d From fields; exactly one is allowed, with an address in %s", len(values), t.domainList)
+	}
+	v := strings.TrimSpace(values[0])
+	if v == "" {
+		return reject(FromMissing, "the From field is empty; put one address in %s there", t.domainList)
+	}
+	if hasGroup(v) {
+		return reject(FromGroup, "the From field %s uses group syntax (\"name: addresses;\"); give a single address in %s", quote(v), t.domainList)
+	}
+	list, bad := parseMailboxes(v)
+	if bad != "" {
+		return reject(AddressInvalid, "the From field %s is not a valid address (%s)", quote(v), bad)
+	}
+	if len(list) > 1 {
+		return reject(FromMultiple, "the From field lists %d addresses (%s, %s...); exactly one is allowed, in %s",
+			len(list), quote(list[0].Address), quote(list[1].Address), t.domainList)
+	}
+	return list[0], nil
+}
+
+// checkMailboxes holds every mailbox of every field called key to the
+// same ownership rule as From. The fields are optional.
+func (t *Tenant) checkMailboxes(h *textproto.Header, key string, reason Reason) *Rejection {
+	if !h.Has(key) {
+		return nil
+	}
+	for _, v := range h.Values(key) {
+		list, bad := parseMailboxes(strings.TrimSpace(v))
+		if bad != "" {
+			return &Rejection{Reason: AddressInvalid, Field: key, Detail: fmt.Sprintf(
+				"the %s field %s is not a valid list of addresses (%s)", key, quote(v), bad)}
+		}
+		for _, a := range list {
+			dom, _ := domainOf(a.Address)
+			if n, ok := normalizeDomain(dom); !ok || !t.ownsNormalized(n) {
+				return &Rejection{Reason: reason, Field: key, Detail: fmt.Sprintf(
+					"the %s address %s is not in the domains of tenant %q; use an address in %s or remove the field", key, quote(a.Address), t.Name, t.domainList)}
+			}
+		}
+	}
+	return nil
+}
+
+// configurationSet returns the configuration set the message asks for or
+// the tenant's default.
+func (t *Tenant) configurationSet(h *textproto.Header) (string, *Rejection) {
+	cs := t.Config.ConfigurationSet
+	if !h.Has(fieldConfigSet) {
+		return cs, nil
+	}
+	chosen := ""
+	for _, v := range h.Values(fieldConfigSet) {
+		v = strings.TrimSpace(v)
+		switch {
+		case v == "":
+		case chosen == "":
+			chosen = v
+		case v != chosen:
+			return "", &Rejection{Reason: ConfigurationSetNotAllowed, Field: nameConfigSet, Detail: fmt.Sprintf(
+				"the message has several %s fields with different values (%s, %s); give one", nameConfigSet, quote(chosen), quote(v))}
+		}
+	}
+	if chosen == "" {
+		return cs, nil
+	}
+	if _, ok := t.configSets[chosen]; !ok {
+		allowed := "none: remove the field"
+		if t.configSetList != "" {
+			allowed = t.configSetList
+		}
+		return "", &Rejection{Reason: ConfigurationSetNotAllowed, Field: nameConfigSet, Detail: fmt.Sprintf(
+			"%s %s is not a configuration set tenant %q may use; allowed: %s", nameConfigSet, quote(chosen), t.Name, allowed)}
+	}
+	return chosen, nil
+}
+
+// tags builds the SES tags: static, tenant, from_domain, then header tags
+// (which override static tags of the same name), sorted by name.
+func (t *Tenant) tags(h *textproto.Header, fromDomain string) []Tag {
+	tags := make([]Tag, 0, len(t.staticTags)+2+len(t.headerTags))
+	tags = append(tags, t.staticTags...)
+	tags = append(tags, Tag{Name: TagTenant, Value: t.Name})
+	if v := SanitizeTagValue(fromDomain); v != "" {
+		tags = append(tags, Tag{Name: TagFromDomain, Value: v})
+	}
+	for _, ht := range t.headerTags {
+		if !h.Has(ht.header) {
+			continue
+		}
+		raw := strings.TrimSpace(h.Get(ht.header))
+		if dec, err := wordDecoder.DecodeHeader(raw); err == nil {
+			raw = strings.TrimSpace(dec)
+		}
+		v := SanitizeTagValue(raw)
+		if v == "" {
+			continue
+		}
+		if i := slices.IndexFunc(tags[:len(t.staticTags)], func(g Tag) bool { return g.Name == ht.tag }); i >= 0 {
+			tags[i].Value = v
+			continue
+		}
+		tags = append(tags, Tag{Name: ht.tag, Value: v})
+	}
+	slices.SortFunc(tags, func(a, b Tag) int { return strings.Compare(a.Name, b.Name) })
+	return tags
+}
+
+// quote renders client text for a rejection detail: shortened, quoted, and
+// escaped to printable ASCII.
+func quote(s string) string {
+	const max = 100
+	if len(s) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		return strconv.QuoteToASCII(s[:cut]) + "..."
+	}
+	return strconv.QuoteToASCII(s)
+}
