@@ -192,3 +192,13 @@ type DKIMKey struct {
 	// ed25519.PrivateKey).
 	Signer crypto.Signer `mapstructure:"-"`
 }
+
+// TenantByName returns the tenant called name, or nil.
+func (c *Config) TenantByName(name string) *Tenant {
+	for i := range c.Tenants {
+		if c.Tenants[i].Name == name {
+			return &c.Tenants[i]
+		}
+	}
+	return nil
+}

@@ -1,9 +1,12 @@
 package config
 
 import (
+	"crypto/rand"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/alexedwards/argon2id"
 	"golang.org/x/crypto/bcrypt"
@@ -66,10 +69,63 @@ func HashPassword(password string) (string, error) {
 
 // DummyHash is verified against when a username does not exist, so that a
 // wrong username costs the same time as a wrong password.
-var DummyHash = func() *PasswordHash {
-	s, err := HashPassword("sesrelay-dummy-password-never-matches")
-	if err != nil {
-		panic(err)
+var DummyHash = &PasswordHash{
+	// Argon2id, OWASP parameters, of a random password nobody knows.
+	encoded: "$argon2id$v=19$m=19456,t=2,p=1$c2VzcmVsYXktZHVtbXk$Wz0d0iVZ1SWwJtKH9H8MZC4sXYEvVn6I5bF0FvQ5ZXk",
+	argon:   true,
+}
+
+var (
+	dummyMu    sync.Mutex
+	dummyCache = map[string]*PasswordHash{}
+)
+
+// DummyLike returns a hash with the same algorithm and cost parameters as
+// h, for a password nobody knows. Verifying against it costs what
+// verifying against h costs, so an unknown username is not revealed by
+// timing. Results are cached per parameter set.
+func DummyLike(h *PasswordHash) *PasswordHash {
+	if h == nil {
+		return DummyHash
 	}
-	return &PasswordHash{encoded: s, argon: true}
-}()
+	var key string
+	if h.argon {
+		p, _, _, err := argon2id.DecodeHash(h.encoded)
+		if err != nil {
+			return DummyHash
+		}
+		key = fmt.Sprintf("argon2id:%d:%d:%d:%d", p.Memory, p.Iterations, p.Parallelism, p.KeyLength)
+	} else {
+		cost, err := bcrypt.Cost([]byte(h.encoded))
+		if err != nil {
+			return DummyHash
+		}
+		key = fmt.Sprintf("bcrypt:%d", cost)
+	}
+	dummyMu.Lock()
+	defer dummyMu.Unlock()
+	if d, ok := dummyCache[key]; ok {
+		return d
+	}
+	var pw [24]byte
+	_, _ = rand.Read(pw[:])
+	var d *PasswordHash
+	if h.argon {
+		p, _, _, _ := argon2id.DecodeHash(h.encoded)
+		p.SaltLength = 16
+		s, err := argon2id.CreateHash(string(pw[:]), p)
+		if err != nil {
+			return DummyHash
+		}
+		d = &PasswordHash{encoded: s, argon: true}
+	} else {
+		cost, _ := bcrypt.Cost([]byte(h.encoded))
+		b, err := bcrypt.GenerateFromPassword(pw[:], cost)
+		if err != nil {
+			return DummyHash
+		}
+		d = &PasswordHash{encoded: string(b)}
+	}
+	dummyCache[key] = d
+	return d
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/sesrelay/sesrelay/config"
+	"github.com/sesrelay/sesrelay/relay"
+	"github.com/sesrelay/sesrelay/relay/ses"
+)
+
+func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(c.Level)
+	if err != nil {
+		return nil, err
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.TimeKey = "ts"
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if c.Format == "console" {
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	} else {
+		enc = zapcore.NewJSONEncoder(ec)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
+}
+
+// buildSender returns the delivery.sender the configuration names.
+func buildSender(ctx context.Context, cfg *config.Config) (relay.Sender, error) {
+	switch cfg.Delivery.Sender {
+	case config.SenderFile:
+		return &relay.FileSender{Dir: cfg.Delivery.FileDir}, nil
+	case config.SenderSES:
+		return ses.New(ctx, ses.OptionsFromConfig(&cfg.SES))
+	}
+	return nil, fmt.Errorf("delivery.sender: unknown sender %q", cfg.Delivery.Sender)
+}
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, hup <-chan os.Signal) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file (default: the embedded development configuration)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "sesrelay: %v\n", err)
+		return 1
+	}
+	log, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "sesrelay: log.level: %v\n", err)
+		return 1
+	}
+	defer func() { _ = log.Sync() }()
+	if *path == "" {
+		log.Warn("no --config given: running the embedded development configuration (file sender, self-signed TLS, demo tenant)")
+	}
+	log.Info("starting", zap.String("version", version), zap.String("config", *path), zap.Any("effective_config", cfg.Redacted()))
+	d, err := newDaemon(ctx, cfg, *path, log)
+	if err != nil {
+		log.Error("startup failed", zap.Error(err))
+		return 1
+	}
+	if err := d.run(ctx, hup); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("stopped with error", zap.Error(err))
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}

@@ -1,0 +1,258 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/sesv2/types"
+	"github.com/aws/smithy-go"
+	"github.com/emersion/go-smtp"
+
+	"github.com/sesrelay/sesrelay/headers"
+)
+
+// This file is the only place that builds *smtp.SMTPError values. go-smtp
+// matches them with a type assertion (not errors.As), so every error that
+// reaches go-smtp from a Session method must be one of these, unwrapped:
+// anything else becomes a permanent 554 carrying internal text.
+
+func reply(code int, enh smtp.EnhancedCode, msg string) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: msg}
+}
+
+// Fixed replies.
+var (
+	errAuthRequired   = reply(530, smtp.EnhancedCode{5, 7, 0}, "Authentication required")
+	errAuthFailed     = reply(535, smtp.EnhancedCode{5, 7, 8}, "Authentication credentials invalid")
+	errAuthTooMany    = reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many failed authentication attempts, closing connection")
+	errAuthThrottled  = reply(454, smtp.EnhancedCode{4, 7, 0}, "Temporary authentication failure, try again later")
+	errAuthMechanism  = reply(504, smtp.EnhancedCode{5, 5, 4}, "Unsupported authentication mechanism")
+	errAuthIdentity   = reply(535, smtp.EnhancedCode{5, 7, 8}, "Authentication credentials invalid")
+	errAuthSyntax     = reply(501, smtp.EnhancedCode{5, 5, 2}, "Malformed authentication response")
+	errBadAddress     = reply(501, smtp.EnhancedCode{5, 1, 3}, "Bad address syntax")
+	errNonASCIIAddr   = reply(553, smtp.EnhancedCode{5, 6, 7}, "Non-ASCII local part is not supported (no SMTPUTF8)")
+	errTooLarge       = reply(552, smtp.EnhancedCode{5, 3, 4}, "Message too big")
+	errTooManyRcpts   = reply(452, smtp.EnhancedCode{4, 5, 3}, "Too many recipients")
+	errShuttingDown   = reply(421, smtp.EnhancedCode{4, 3, 2}, "Service shutting down, try again later")
+	errDataAborted    = reply(451, smtp.EnhancedCode{4, 3, 0}, "Message transfer aborted")
+	errTenantRate     = reply(451, smtp.EnhancedCode{4, 7, 0}, "Sending rate limit reached, try again later")
+	errTenantConns    = reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many connections for this account, try again later")
+	errBusy           = reply(421, smtp.EnhancedCode{4, 7, 0}, "Too busy, try again later")
+	errNoTenantConfig = reply(451, smtp.EnhancedCode{4, 3, 5}, "Account configuration changed, please reconnect")
+)
+
+func errMailFromNotOwned(addr string) *smtp.SMTPError {
+	return reply(550, smtp.EnhancedCode{5, 7, 1}, fmt.Sprintf("Sender address <%s> is not in this account's domains", addr))
+}
+
+func errFormat(fe *headers.FormatError) *smtp.SMTPError {
+	return reply(554, smtp.EnhancedCode{5, 6, 0}, "Message rejected: "+sanitizeReply(fe.Error()))
+}
+
+// errPolicy is a policy refusal the application's developer must read: the
+// detail names the header and address but nothing internal.
+func errPolicy(permanentContent bool, detail string) *smtp.SMTPError {
+	if permanentContent {
+		return reply(554, smtp.EnhancedCode{5, 6, 0}, "Message rejected: "+sanitizeReply(detail))
+	}
+	return reply(550, smtp.EnhancedCode{5, 7, 1}, "Message rejected: "+sanitizeReply(detail))
+}
+
+func errSigning(id string) *smtp.SMTPError {
+	return reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary failure signing the message, try again later (ref "+id+")")
+}
+
+func okQueued(messageID string) string { return "Ok: queued as " + messageID }
+
+// sanitizeReply keeps a reply text on one printable ASCII line.
+func sanitizeReply(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c < 0x20 || c > 0x7e {
+			b[i] = ' '
+		}
+	}
+	if len(b) > 400 {
+		b = append(b[:397], "..."...)
+	}
+	return string(b)
+}
+
+// SendError lets a Sender state the reply class itself.
+type SendError struct {
+	Kind Kind
+	Err  error
+}
+
+func (e *SendError) Error() string { return e.Kind.String() + ": " + e.Err.Error() }
+func (e *SendError) Unwrap() error { return e.Err }
+
+// Kind classifies a send failure; each kind has one SMTP reply.
+type Kind int
+
+// Kinds of send failures (REFERENCE.md §8).
+const (
+	KindUnknown         Kind = iota // transient: 451 4.3.0
+	KindThrottled                   // 451 4.3.2
+	KindTransient                   // 451 4.3.0: 5xx, timeouts, network
+	KindPaused                      // 451 4.3.2, operator alert
+	KindMisconfigured               // 451 4.3.5, operator alert
+	KindDelegationDenied            // 550 5.7.1
+	KindNotVerified                 // 550 5.7.1
+	KindRejected                    // 554 5.6.0
+	KindTooLarge                    // 552 5.3.4
+	KindBadRequest                  // 554 5.6.0
+	KindSuspended                   // 554 5.3.2
+)
+
+var kindNames = [...]string{"unknown", "throttled", "transient", "sending_paused", "misconfigured",
+	"delegation_denied", "not_verified", "rejected", "too_large", "bad_request", "account_suspended"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "unknown"
+}
+
+// Transient reports whether a retry of the same message can succeed.
+func (k Kind) Transient() bool {
+	switch k {
+	case KindUnknown, KindThrottled, KindTransient, KindPaused, KindMisconfigured:
+		return true
+	}
+	return false
+}
+
+// Alert reports whether an operator must act (the relay or the SES
+// account is misconfigured or paused).
+func (k Kind) Alert() bool {
+	return k == KindPaused || k == KindMisconfigured || k == KindSuspended
+}
+
+// Classify returns the Kind of a Sender error. It is the one place that
+// knows SES error types.
+func Classify(err error) Kind {
+	var se *SendError
+	if errors.As(err, &se) {
+		return se.Kind
+	}
+	var (
+		tooMany   *types.TooManyRequestsException
+		limit     *types.LimitExceededException
+		paused    *types.SendingPausedException
+		mailFrom  *types.MailFromDomainNotVerifiedException
+		notFound  *types.NotFoundException
+		rejected  *types.MessageRejected
+		badReq    *types.BadRequestException
+		suspended *types.AccountSuspendedException
+		internal  *types.InternalServiceErrorException
+	)
+	switch {
+	case errors.As(err, &tooMany), errors.As(err, &limit):
+		return KindThrottled
+	case errors.As(err, &paused):
+		return KindPaused
+	case errors.As(err, &mailFrom), errors.As(err, &notFound):
+		return KindMisconfigured
+	case errors.As(err, &rejected):
+		msg := strings.ToLower(rejected.ErrorMessage())
+		switch {
+		case strings.Contains(msg, "not verified"):
+			return KindNotVerified
+		case strings.Contains(msg, "too large"), strings.Contains(msg, "size"):
+			return KindTooLarge
+		case strings.Contains(msg, "maximum sending rate"), strings.Contains(msg, "daily message quota"), strings.Contains(msg, "throttl"):
+			return KindThrottled
+		}
+		return KindRejected
+	case errors.As(err, &badReq):
+		return KindBadRequest
+	case errors.As(err, &suspended):
+		return KindSuspended
+	case errors.As(err, &internal):
+		return KindTransient
+	}
+	var maxAttempts *retry.MaxAttemptsError
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		code := api.ErrorCode()
+		switch {
+		case code == "AccessDeniedException" || code == "AccessDenied":
+			return KindDelegationDenied
+		case strings.Contains(code, "Throttl"), code == "TooManyRequestsException", code == "RequestLimitExceeded":
+			return KindThrottled
+		case code == "UnrecognizedClientException", code == "InvalidClientTokenId", code == "SignatureDoesNotMatch",
+			code == "ExpiredTokenException", code == "ExpiredToken", code == "MissingAuthenticationTokenException",
+			code == "IncompleteSignature", code == "InvalidSignatureException":
+			return KindMisconfigured
+		case code == "RequestEntityTooLarge", code == "RequestEntityTooLargeException":
+			return KindTooLarge
+		}
+	}
+	var resp *awshttp.ResponseError
+	if errors.As(err, &resp) {
+		switch s := resp.HTTPStatusCode(); {
+		case s == http.StatusTooManyRequests:
+			return KindThrottled
+		case s == http.StatusRequestEntityTooLarge:
+			return KindTooLarge
+		case s == http.StatusForbidden:
+			return KindDelegationDenied
+		case s == http.StatusUnauthorized:
+			return KindMisconfigured
+		case s >= 500:
+			return KindTransient
+		case s >= 400:
+			return KindBadRequest
+		}
+	}
+	if errors.As(err, &maxAttempts) {
+		return KindTransient
+	}
+	var netErr net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.As(err, &netErr) {
+		return KindTransient
+	}
+	var credErr *aws.MissingRegionError
+	if errors.As(err, &credErr) || strings.Contains(err.Error(), "failed to retrieve credentials") ||
+		strings.Contains(err.Error(), "no EC2 IMDS role found") {
+		return KindMisconfigured
+	}
+	return KindUnknown
+}
+
+// ReplyForSendError maps a Sender error to the SMTP reply the client gets:
+// a short generic text plus ref, an id to find the details in the log.
+func ReplyForSendError(err error, ref string) *smtp.SMTPError {
+	k := Classify(err)
+	suffix := " (ref " + ref + ")"
+	switch k {
+	case KindThrottled:
+		return reply(451, smtp.EnhancedCode{4, 3, 2}, "Sending rate exceeded upstream, try again later"+suffix)
+	case KindPaused:
+		return reply(451, smtp.EnhancedCode{4, 3, 2}, "Sending is paused, try again later"+suffix)
+	case KindMisconfigured:
+		return reply(451, smtp.EnhancedCode{4, 3, 5}, "Relay configuration problem, try again later"+suffix)
+	case KindDelegationDenied:
+		return reply(550, smtp.EnhancedCode{5, 7, 1}, "Not authorized to send as this identity"+suffix)
+	case KindNotVerified:
+		return reply(550, smtp.EnhancedCode{5, 7, 1}, "Sender or recipient address not verified"+suffix)
+	case KindRejected:
+		return reply(554, smtp.EnhancedCode{5, 6, 0}, "Message rejected by the upstream service"+suffix)
+	case KindTooLarge:
+		return reply(552, smtp.EnhancedCode{5, 3, 4}, "Message too big for the upstream service"+suffix)
+	case KindBadRequest:
+		return reply(554, smtp.EnhancedCode{5, 6, 0}, "Message refused as malformed by the upstream service"+suffix)
+	case KindSuspended:
+		return reply(554, smtp.EnhancedCode{5, 3, 2}, "Sending account suspended"+suffix)
+	}
+	return reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary upstream failure, try again later"+suffix)
+}

@@ -1,0 +1,321 @@
+package relay
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"go.uber.org/zap"
+
+	"github.com/sesrelay/sesrelay/config"
+)
+
+// Options are the parts of a Server that are not in the configuration.
+type Options struct {
+	Sender  Sender
+	Logger  *zap.Logger
+	Metrics *Metrics // nil: no metrics
+	// Now and NewID are injected so tests can compare output byte for
+	// byte. Defaults: time.Now and a random hex id.
+	Now   func() time.Time
+	NewID func() string
+}
+
+// state is one immutable configuration snapshot. Sessions keep the
+// snapshot they authenticated with until they end; Reload swaps in a new
+// one atomically.
+type state struct {
+	gen   uint64
+	cfg   *config.Config
+	users map[string]userEntry
+	cert  *tls.Certificate
+	dummy *config.PasswordHash
+}
+
+// Server is the SMTP relay: one go-smtp server per listener sharing one
+// configuration snapshot, connection limits and sender.
+type Server struct {
+	opts    Options
+	log     *zap.Logger
+	metrics *Metrics
+	sender  Sender
+	auth    *authenticator
+	limits  connLimits
+	now     func() time.Time
+	newID   func() string
+
+	cur      atomic.Pointer[state]
+	gen      atomic.Uint64
+	draining atomic.Bool
+
+	mu        sync.Mutex
+	conns     map[*trackedConn]struct{}
+	servers   []*smtp.Server
+	listeners []net.Listener
+	lcfg      []config.Listener
+	wg        sync.WaitGroup
+}
+
+// NewServer validates what the configuration needs beyond config.Validate
+// (compiled policy, TLS certificate) and builds a Server. It does not
+// listen yet.
+func NewServer(cfg *config.Config, opts Options) (*Server, error) {
+	if opts.Sender == nil {
+		return nil, errors.New("relay: no sender")
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.NewID == nil {
+		opts.NewID = randomID
+	}
+	s := &Server{
+		opts:    opts,
+		log:     opts.Logger,
+		metrics: opts.Metrics,
+		sender:  opts.Sender,
+		now:     opts.Now,
+		newID:   opts.NewID,
+		conns:   map[*trackedConn]struct{}{},
+	}
+	st, err := s.build(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.auth = newAuthenticator(cfg.Auth.MaxConcurrentHashes, cfg.Auth.CacheTTL, s.now)
+	s.cur.Store(st)
+	return s, nil
+}
+
+func randomID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (s *Server) build(cfg *config.Config) (*state, error) {
+	cert, err := certificateFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("server.tls: %w", err)
+	}
+	st := &state{gen: s.gen.Add(1), cfg: cfg, users: map[string]userEntry{}, cert: cert}
+	for i := range cfg.Tenants {
+		t := &cfg.Tenants[i]
+		for j := range t.Users {
+			u := &t.Users[j]
+			st.users[u.Username] = userEntry{tenant: t.Name, user: u}
+			if st.dummy == nil {
+				st.dummy = config.DummyLike(u.Hash)
+			}
+		}
+	}
+	return st, nil
+}
+
+func (s *Server) snapshot() *state { return s.cur.Load() }
+
+// Reload builds a snapshot from cfg and swaps it in. On error the current
+// snapshot stays. Listener addresses and TLS modes are not changed by a
+// reload (that needs a restart); everything else is.
+func (s *Server) Reload(cfg *config.Config) error {
+	st, err := s.build(cfg)
+	if err != nil {
+		return err
+	}
+	old := s.cur.Swap(st)
+	s.auth.clear()
+	if len(old.cfg.Server.Listeners) != len(cfg.Server.Listeners) {
+		s.log.Warn("listener changes take effect after a restart")
+	}
+	return nil
+}
+
+// Config returns the configuration in use.
+func (s *Server) Config() *config.Config { return s.snapshot().cfg }
+
+// Listen binds every configured listener. Call Serve afterwards.
+func (s *Server) Listen() error {
+	cfg := s.snapshot().cfg
+	for _, lc := range cfg.Server.Listeners {
+		l, err := net.Listen("tcp", lc.Address)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("listen %s: %w", lc.Address, err)
+		}
+		allowed, err := parsePrefixes(lc.AllowedNetworks)
+		if err != nil {
+			l.Close()
+			s.closeListeners()
+			return err
+		}
+		tlsCfg := s.tlsConfig(cfg.Server.TLS.MinVersion)
+		ll := &limitListener{Listener: l, srv: s, allowed: allowed}
+		srv := smtp.NewServer(&backend{srv: s, listener: lc})
+		srv.Domain = cfg.Server.Hostname
+		srv.MaxMessageBytes = cfg.Server.MaxMessageBytes
+		srv.MaxRecipients = cfg.Server.MaxRecipients
+		srv.MaxLineLength = 2000
+		srv.WriteTimeout = cfg.Server.WriteTimeout
+		// Read deadlines are applied per read by trackedConn.
+		srv.ReadTimeout = 0
+		srv.AllowInsecureAuth = lc.AllowInsecureAuth
+		srv.ErrorLog = zapErrorLog{s.log}
+		switch lc.TLS {
+		case config.TLSStartTLS:
+			srv.TLSConfig = tlsCfg
+		case config.TLSImplicit:
+			ll.implicit = tlsCfg
+		}
+		s.mu.Lock()
+		s.servers = append(s.servers, srv)
+		s.listeners = append(s.listeners, ll)
+		s.lcfg = append(s.lcfg, lc)
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	s.listeners, s.servers, s.lcfg = nil, nil, nil
+}
+
+// Addrs returns the bound listener addresses, in configuration order.
+func (s *Server) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]net.Addr, len(s.listeners))
+	for i, l := range s.listeners {
+		out[i] = l.Addr()
+	}
+	return out
+}
+
+// Serve serves every listener until ctx is done, then shuts down
+// gracefully within server.shutdown_timeout (see Shutdown).
+func (s *Server) Serve(ctx context.Context) error {
+	s.mu.Lock()
+	servers, listeners, lcfg := s.servers, s.listeners, s.lcfg
+	s.mu.Unlock()
+	errc := make(chan error, len(servers))
+	for i := range servers {
+		srv, l, lc := servers[i], listeners[i], lcfg[i]
+		s.log.Info("listening", zap.String("address", l.Addr().String()), zap.String("tls", lc.TLS),
+			zap.Bool("allow_insecure_auth", lc.AllowInsecureAuth))
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := srv.Serve(l); err != nil && !errors.Is(err, net.ErrClosed) {
+				errc <- fmt.Errorf("serve %s: %w", l.Addr(), err)
+			}
+		}()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.snapshot().cfg.Server.ShutdownTimeout)
+	defer cancel()
+	if serr := s.Shutdown(sctx); serr != nil && err == nil {
+		err = serr
+	}
+	return err
+}
+
+// Shutdown stops accepting connections, answers 421 to sessions that are
+// not in a transaction, lets transactions in progress finish (their final
+// reply is written, then the connection closes) and, when ctx ends, closes
+// whatever is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.mu.Lock()
+	servers := s.servers
+	s.mu.Unlock()
+	for _, srv := range servers {
+		srv := srv
+		go func() { _ = srv.Shutdown(ctx) }()
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		n := len(s.conns)
+		for c := range s.conns {
+			if sess := c.session.Load(); sess == nil || !sess.busy() {
+				// A read deadline in the past makes go-smtp answer 421 and
+				// close the connection from its own goroutine.
+				_ = c.SetReadDeadline(time.Unix(1, 0))
+			}
+		}
+		s.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			s.mu.Lock()
+			for c := range s.conns {
+				c.Close()
+			}
+			s.mu.Unlock()
+			for _, srv := range servers {
+				srv.Close()
+			}
+			s.wg.Wait()
+			return fmt.Errorf("shutdown: %d connections closed at the deadline", n)
+		case <-tick.C:
+		}
+	}
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) trackConn(c *trackedConn) {
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *Server) untrackConn(c *trackedConn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// backend is the go-smtp Backend of one listener.
+type backend struct {
+	srv      *Server
+	listener config.Listener
+}
+
+func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	return b.srv.newSession(c, b.listener), nil
+}
+
+// zapErrorLog routes go-smtp's internal error log to zap at debug level:
+// its messages are connection-level noise (client hung up, TLS errors).
+type zapErrorLog struct{ l *zap.Logger }
+
+func (z zapErrorLog) Printf(format string, v ...any) {
+	z.l.Debug("smtp", zap.String("detail", strings.TrimSpace(fmt.Sprintf(format, v...))))
+}
+func (z zapErrorLog) Println(v ...any) {
+	z.l.Debug("smtp", zap.String("detail", strings.TrimSpace(fmt.Sprintln(v...))))
+}

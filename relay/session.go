@@ -1,0 +1,249 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+	"go.uber.org/zap"
+
+	"github.com/sesrelay/sesrelay/config"
+)
+
+// Session is one SMTP session (a connection has a new one after
+// STARTTLS). go-smtp calls its methods from the connection's goroutine;
+// only busy() is called from elsewhere (shutdown).
+type Session struct {
+	srv      *Server
+	conn     *smtp.Conn
+	tc       *trackedConn
+	listener config.Listener
+	log      *zap.Logger
+
+	// Set by a successful AUTH: the snapshot and tenant the session
+	// keeps until it ends, even across a reload.
+	st       *state
+	tenant   *config.Tenant
+	username string
+
+	authFailures int
+
+	mu   sync.Mutex
+	inTx bool
+
+	from     string
+	rcpts    []string
+	sizeHint int64
+}
+
+var _ smtp.AuthSession = (*Session)(nil)
+
+func (s *Server) newSession(c *smtp.Conn, lc config.Listener) *Session {
+	tc := tracked(c.Conn())
+	sess := &Session{srv: s, conn: c, tc: tc, listener: lc}
+	log := s.log
+	if tc != nil {
+		log = tc.log
+		tc.session.Store(sess)
+	}
+	_, isTLS := c.TLSConnectionState()
+	sess.log = log.With(zap.Bool("tls", isTLS))
+	return sess
+}
+
+func (sess *Session) busy() bool {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	return sess.inTx
+}
+
+func (sess *Session) setTx(v bool) {
+	sess.mu.Lock()
+	sess.inTx = v
+	sess.mu.Unlock()
+}
+
+// AuthMechanisms lists PLAIN and LOGIN. go-smtp offers them only over TLS
+// unless the listener allows insecure auth (then AUTH before STARTTLS
+// gets 523 5.7.10).
+func (sess *Session) AuthMechanisms() []string { return []string{mechPlain, mechLogin} }
+
+// Auth starts a SASL exchange.
+func (sess *Session) Auth(mech string) (sasl.Server, error) {
+	if sess.tenant != nil {
+		return nil, reply(503, smtp.EnhancedCode{5, 5, 1}, "Already authenticated")
+	}
+	switch strings.ToUpper(mech) {
+	case mechPlain:
+		return &plainServer{check: sess.checkCredentials}, nil
+	case mechLogin:
+		return &loginServer{check: sess.checkCredentials}, nil
+	}
+	return nil, errAuthMechanism
+}
+
+func (sess *Session) checkCredentials(identity, username, password string) error {
+	st := sess.srv.snapshot()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	entry, known := st.users[username]
+	var u *config.User
+	if known {
+		u = entry.user
+	}
+	start := time.Now()
+	ok, err := sess.srv.auth.verifyWithDummy(ctx, st, u, username, password)
+	if err != nil {
+		sess.srv.metrics.auth("", "throttled")
+		sess.log.Warn("auth throttled", zap.String("user", username), zap.Error(err))
+		return errAuthThrottled
+	}
+	// An authorization identity other than the user itself would mean
+	// acting for someone else: refuse it like a wrong password.
+	if ok && identity != "" && identity != username {
+		ok = false
+	}
+	if !ok {
+		sess.authFailures++
+		sess.srv.metrics.auth("", "failure")
+		sess.log.Info("auth failed", zap.String("user", username), zap.Bool("known_user", known),
+			zap.Int("failures", sess.authFailures), zap.Duration("duration", time.Since(start)))
+		if sess.authFailures >= st.cfg.Auth.MaxFailuresPerConnection && sess.tc != nil {
+			sess.tc.closeAfter.Store(true)
+			return errAuthTooMany
+		}
+		return errAuthFailed
+	}
+	sess.st = st
+	sess.tenant = st.cfg.TenantByName(entry.tenant)
+	sess.username = username
+	if sess.tc != nil {
+		sess.tc.setIdentity(username, entry.tenant)
+	}
+	sess.log = sess.log.With(zap.String("tenant", entry.tenant), zap.String("user", username))
+	sess.srv.metrics.auth(entry.tenant, "success")
+	sess.log.Debug("auth ok", zap.Duration("duration", time.Since(start)))
+	return nil
+}
+
+// Mail checks the envelope sender. MAIL, RCPT and DATA need AUTH first:
+// go-smtp does not enforce that.
+func (sess *Session) Mail(from string, opts *smtp.MailOptions) error {
+	if sess.tenant == nil {
+		return errAuthRequired
+	}
+	if sess.srv.draining.Load() {
+		if sess.tc != nil {
+			sess.tc.closeAfter.Store(true)
+		}
+		return errShuttingDown
+	}
+	if from != "" {
+		domain, err := addressDomain(from)
+		if err != nil {
+			return errBadAddress
+		}
+		if !tenantOwns(sess.tenant, domain) {
+			sess.log.Info("mail from refused", zap.String("mail_from", from), zap.String("reason", "mail_from_not_owned"))
+			sess.srv.metrics.message(sess.tenant.Name, "rejected", "mail_from_not_owned", 0)
+			return errMailFromNotOwned(from)
+		}
+	}
+	sess.from = from
+	sess.rcpts = sess.rcpts[:0]
+	sess.sizeHint = 0
+	if opts != nil {
+		sess.sizeHint = opts.Size
+	}
+	sess.setTx(true)
+	return nil
+}
+
+// Rcpt adds a recipient. go-smtp enforces server.max_recipients with
+// 452 4.5.3, so one transaction is one SES call.
+func (sess *Session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if sess.tenant == nil {
+		return errAuthRequired
+	}
+	addr, err := normalizeRecipient(to)
+	if err != nil {
+		if errors.Is(err, errNonASCII) {
+			return errNonASCIIAddr
+		}
+		return errBadAddress
+	}
+	for _, r := range sess.rcpts {
+		if r == addr {
+			return nil // the same recipient twice is one delivery
+		}
+	}
+	if len(sess.rcpts) >= sess.st.cfg.Server.MaxRecipients {
+		return errTooManyRcpts
+	}
+	sess.rcpts = append(sess.rcpts, addr)
+	return nil
+}
+
+// Data reads the message, runs the pipeline and sends. It replies 250
+// only after the sender accepted every request.
+func (sess *Session) Data(r io.Reader) error {
+	defer sess.setTx(false)
+	if sess.tenant == nil {
+		return errAuthRequired
+	}
+	start := time.Now()
+	ref := sess.srv.newID()
+	log := sess.log.With(zap.String("ref", ref), zap.String("mail_from", sess.from), zap.Strings("rcpt", sess.rcpts))
+	raw, err := readMessage(r, sess.sizeHint, sess.st.cfg.Server.MaxMessageBytes)
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) && se.Code == 552 {
+			log.Info("message refused", zap.String("reason", "too_large"), zap.Int("code", 552))
+			sess.srv.metrics.message(sess.tenant.Name, "rejected", "too_large", time.Since(start))
+			return errTooLarge
+		}
+		log.Info("message aborted", zap.Error(err))
+		sess.srv.metrics.message(sess.tenant.Name, "failed", "aborted", time.Since(start))
+		return errDataAborted
+	}
+	res := sess.srv.deliver(context.Background(), sess.st, sess.tenant, Envelope{From: sess.from, To: sess.rcpts}, raw, ref, log)
+	if sess.srv.draining.Load() && sess.tc != nil {
+		// The reply is the last thing this connection carries.
+		sess.tc.closeAfter.Store(true)
+	}
+	if sess.tc != nil && res.Code == 250 {
+		sess.tc.messages.Add(1)
+	}
+	return res
+}
+
+// Reset ends the transaction.
+func (sess *Session) Reset() {
+	sess.from = ""
+	sess.rcpts = sess.rcpts[:0]
+	sess.setTx(false)
+}
+
+// Logout ends the session.
+func (sess *Session) Logout() error {
+	sess.setTx(false)
+	return nil
+}
+
+// readMessage reads DATA fully. go-smtp's reader stops at
+// server.max_message_bytes with a 552 error.
+func readMessage(r io.Reader, sizeHint, max int64) ([]byte, error) {
+	n := int64(64 << 10)
+	if sizeHint > 0 && sizeHint <= max {
+		n = sizeHint + 4096
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, n))
+	_, err := buf.ReadFrom(r)
+	return buf.Bytes(), err
+}
