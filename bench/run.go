@@ -1,0 +1,599 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/alexedwards/argon2id"
+)
+
+// runOpts are the flags of "bench run".
+type runOpts struct {
+	scenarios []int
+	runs      int
+	relayBin  string
+	duration  time.Duration
+	warmup    time.Duration
+	conns     int
+	size      int
+	bigSize   int
+	idle      int
+	dir       string
+	jsonOut   string
+	profile   string
+	self      string
+}
+
+// sample is one measurement of one server in one run.
+type sample struct {
+	Scenario int         `json:"scenario"`
+	Run      int         `json:"run"`
+	Label    string      `json:"label"`
+	Server   string      `json:"server"` // relay or baseline
+	Load     *loadResult `json:"load"`
+
+	// Server process figures, read from /proc.
+	CPUms     float64 `json:"server_cpu_ms"`         // in the measured window
+	CPUPerMsg float64 `json:"server_cpu_ms_per_msg"` // CPUms / messages
+	RSSBefore int64   `json:"rss_before_bytes"`      // VmRSS as the load started
+	RSSHeld   int64   `json:"rss_held_bytes,omitempty"`
+	RSSAfter  int64   `json:"rss_after_bytes"` // VmRSS as the load ended
+	RSSPeak   int64   `json:"rss_peak_bytes"`  // largest VmRSS polled during the load
+	HWM       int64   `json:"rss_hwm_bytes"`   // VmHWM, the kernel's peak since start
+	StubCalls int64   `json:"ses_calls"`       // SendEmail calls the stand-in answered (whole process life)
+	CPUPerCon float64 `json:"server_cpu_ms_per_conn,omitempty"`
+}
+
+// orchestrator runs scenarios and keeps every sample.
+type orchestrator struct {
+	runOpts
+	hash    string
+	keys    map[string]string // "rsa", "ed25519" → key file
+	samples []sample
+	out     io.Writer
+}
+
+const (
+	benchDomain = "bench.example.com"
+	benchFrom   = "sender@" + benchDomain
+	benchTo     = "rcpt@example.net"
+)
+
+func runMain(args []string) error {
+	fs := flag.NewFlagSet("run", flag.ExitOnError)
+	var o runOpts
+	scen := fs.String("scenario", "1..5", `scenarios: "1", "1,3" or "1..5"`)
+	fs.IntVar(&o.runs, "runs", 3, "runs per scenario (medians are reported)")
+	fs.StringVar(&o.relayBin, "relay-bin", "/tmp/sesrelay", "the sesrelay binary")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured window of each throughput measurement")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "load before each measured window")
+	fs.IntVar(&o.conns, "conns", 16, "concurrent connections (scenarios 1-3)")
+	size := fs.String("size", "8KiB", "message size (scenarios 1-3)")
+	big := fs.String("big", "30MiB", "message size of scenario 4")
+	fs.IntVar(&o.idle, "idle", 1000, "idle connections of scenario 5")
+	fs.StringVar(&o.dir, "dir", "", "keep configs, keys and logs here (default: a temporary directory, removed)")
+	fs.StringVar(&o.jsonOut, "json", "", "also write every sample and the summary as JSON to this file")
+	fs.StringVar(&o.profile, "profile", "", "after the scenarios, take a CPU profile of the relay under scenario 1 load into this file (needs /debug/pprof on the relay's admin listener)")
+	fs.Parse(args) //nolint:errcheck // ExitOnError
+
+	var err error
+	if o.scenarios, err = parseScenarios(*scen); err != nil {
+		return err
+	}
+	if o.size, err = parseSize(*size); err != nil {
+		return err
+	}
+	if o.bigSize, err = parseSize(*big); err != nil {
+		return err
+	}
+	if o.runs < 1 {
+		return errors.New("--runs must be at least 1")
+	}
+	if _, err := os.Stat(o.relayBin); err != nil {
+		return fmt.Errorf("--relay-bin: %w (build it with: go build -o %s ./cmd/sesrelay)", err, o.relayBin)
+	}
+	if o.self, err = os.Executable(); err != nil {
+		return err
+	}
+	if o.dir == "" {
+		d, err := os.MkdirTemp("", "sesrelay-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		o.dir = d
+	} else if err := os.MkdirAll(o.dir, 0o755); err != nil {
+		return err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+
+	orc := &orchestrator{runOpts: o, out: os.Stdout}
+	if err := orc.prepare(); err != nil {
+		return err
+	}
+	fmt.Fprintf(orc.out, "# sesrelay benchmark: %s\n\n", machineLine())
+	fmt.Fprintf(orc.out, "scenarios %v, %d runs, %s window after %s warmup, files in %s\n\n", o.scenarios, o.runs, o.duration, o.warmup, o.dir)
+	var runErr error
+	for _, s := range o.scenarios {
+		if runErr = orc.scenario(ctx, s); runErr != nil {
+			break
+		}
+		orc.report(s)
+	}
+	if runErr == nil && o.profile != "" {
+		runErr = orc.takeProfile(ctx)
+	}
+	if o.jsonOut != "" {
+		b, err := json.MarshalIndent(struct {
+			Machine string   `json:"machine"`
+			Samples []sample `json:"samples"`
+		}{machineLine(), orc.samples}, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.jsonOut, b, 0o644); err != nil {
+			return err
+		}
+	}
+	return runErr
+}
+
+func parseScenarios(s string) ([]int, error) {
+	var out []int
+	for part := range strings.SplitSeq(s, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "..")
+		a, err1 := strconv.Atoi(lo)
+		b := a
+		var err2 error
+		if isRange {
+			b, err2 = strconv.Atoi(hi)
+		}
+		if err1 != nil || err2 != nil || a < 1 || b > 5 || a > b {
+			return nil, fmt.Errorf("bad --scenario %q: want numbers 1 to 5, like 1,3 or 1..5", s)
+		}
+		for i := a; i <= b; i++ {
+			if !slices.Contains(out, i) {
+				out = append(out, i)
+			}
+		}
+	}
+	return out, nil
+}
+
+// prepare hashes the tenant password and writes the DKIM keys.
+func (o *orchestrator) prepare() error {
+	// The OWASP Argon2id parameters config.HashPassword uses; the config
+	// package is not imported so that the baseline (this same binary)
+	// does not compute its dummy hash at start and carry that memory.
+	h, err := argon2id.CreateHash(benchPass, &argon2id.Params{Memory: 19456, Iterations: 2, Parallelism: 1, SaltLength: 16, KeyLength: 32})
+	if err != nil {
+		return err
+	}
+	o.hash = h
+	o.keys = map[string]string{}
+	rk, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return err
+	}
+	_, ek, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	for name, key := range map[string]any{"rsa": rk, "ed25519": ek} {
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return err
+		}
+		file := filepath.Join(o.dir, "dkim-"+name+".pem")
+		if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+			return err
+		}
+		o.keys[name] = file
+	}
+	return nil
+}
+
+// server is one SMTP server under test and what it needs.
+type server struct {
+	kind      string // relay or baseline
+	proc      *child
+	addr      string
+	stub      *child
+	stubURL   string
+	adminAddr string
+}
+
+func (s *server) stop() {
+	if s.proc != nil {
+		s.proc.Stop(15 * time.Second)
+	}
+	if s.stub != nil {
+		s.stub.Stop(5 * time.Second)
+	}
+}
+
+// stubCalls asks the stand-in how many SendEmail calls it answered.
+func (s *server) stubCalls() int64 {
+	if s.stubURL == "" {
+		return 0
+	}
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // our own stand-in
+	resp, err := c.Get(s.stubURL + statsPath)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var st stubStats
+	if json.NewDecoder(resp.Body).Decode(&st) != nil {
+		return -1
+	}
+	return st.Requests
+}
+
+// variant is a relay configuration to measure.
+type variant struct {
+	name    string
+	stubTLS bool
+	dkim    string // "", "rsa" or "ed25519"
+}
+
+func (o *orchestrator) startBaseline(tag string) (*server, error) {
+	p, err := startChild("baseline", o.self, []string{"baseline", "--listen", "127.0.0.1:0", "--user", benchUser, "--pass", benchPass},
+		os.Environ(), filepath.Join(o.dir, tag+"-baseline.log"))
+	if err != nil {
+		return nil, err
+	}
+	addr, err := p.waitListening(10 * time.Second)
+	if err != nil {
+		p.Stop(time.Second)
+		return nil, err
+	}
+	return &server{kind: "baseline", proc: p, addr: addr}, nil
+}
+
+func (o *orchestrator) startRelay(tag string, v variant) (*server, error) {
+	s := &server{kind: "relay"}
+	stubArgs := []string{"sesstub", "--listen", "127.0.0.1:0"}
+	caFile := filepath.Join(o.dir, tag+"-ses-ca.pem")
+	if v.stubTLS {
+		stubArgs = append(stubArgs, "--tls", "--cert-out", caFile)
+	}
+	stub, err := startChild("sesstub", o.self, stubArgs, os.Environ(), filepath.Join(o.dir, tag+"-sesstub.log"))
+	if err != nil {
+		return nil, err
+	}
+	s.stub = stub
+	if s.stubURL, err = stub.waitListening(10 * time.Second); err != nil {
+		s.stop()
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+	adminPort, err := freePort()
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+	s.addr = fmt.Sprintf("127.0.0.1:%d", port)
+	s.adminAddr = fmt.Sprintf("127.0.0.1:%d", adminPort)
+	keyFile := ""
+	if v.dkim != "" {
+		keyFile = o.keys[v.dkim]
+	}
+	cfgFile := filepath.Join(o.dir, tag+"-relay.yaml")
+	if err := os.WriteFile(cfgFile, []byte(relayConfig(s.addr, s.adminAddr, s.stubURL, o.hash, keyFile)), 0o600); err != nil {
+		s.stop()
+		return nil, err
+	}
+	home := filepath.Join(o.dir, "home")
+	os.MkdirAll(home, 0o700) //nolint:errcheck // shows when the relay starts
+	// A clean environment: fixed credentials, no shared AWS config or
+	// profile, no instance metadata lookups.
+	env := []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + home,
+		"AWS_ACCESS_KEY_ID=bench",
+		"AWS_SECRET_ACCESS_KEY=bench",
+		"AWS_REGION=us-east-1",
+		"AWS_EC2_METADATA_DISABLED=true",
+		"AWS_CONFIG_FILE=" + filepath.Join(home, "aws-config"),
+		"AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, "aws-credentials"),
+	}
+	if v.stubTLS {
+		env = append(env, "AWS_CA_BUNDLE="+caFile)
+	}
+	p, err := startChild("relay", o.relayBin, []string{"serve", "--config", cfgFile}, env, filepath.Join(o.dir, tag+"-relay.log"))
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+	s.proc = p
+	if err := p.waitSMTP(s.addr, 30*time.Second); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// relayConfig is the relay's configuration file: one STARTTLS listener,
+// the stand-in as the SES endpoint, one tenant, DKIM when keyFile is set.
+// Connection limits are out of the way; everything else is the default.
+func relayConfig(addr, adminAddr, stubURL, hash, keyFile string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `# Written by "bench run".
+server:
+  hostname: bench.local
+  listeners: [{address: %q, tls: starttls}]
+  tls: {self_signed: true}
+  max_message_bytes: 41943040
+  max_connections: 5000
+  max_connections_per_ip: 0
+admin: {address: %q}
+log: {level: warn, format: json}
+delivery: {sender: ses}
+ses: {region: us-east-1, endpoint: %q, timeout: 30s, max_attempts: 1}
+tenants:
+  - name: bench
+    users: [{username: %q, password_hash: %q}]
+    domains: [%q]
+`, addr, adminAddr, stubURL, benchUser, hash, benchDomain)
+	if keyFile != "" {
+		fmt.Fprintf(&b, "    dkim: [{domain: %q, selector: s1, key_file: %q}]\n", benchDomain, keyFile)
+	}
+	return b.String()
+}
+
+// measure runs cfg against s and reads the server's CPU and memory around
+// it.
+func (o *orchestrator) measure(ctx context.Context, s *server, scenario, run int, label string, cfg loadConfig) (*sample, error) {
+	pid := s.proc.Pid()
+	cfg.Addr, cfg.User, cfg.Pass = s.addr, benchUser, benchPass
+	cfg.From, cfg.To = benchFrom, benchTo
+	sm := &sample{Scenario: scenario, Run: run, Label: label, Server: s.kind}
+	var cpu0, cpu1 procCPU
+	var cpuErr error
+	cfg.OnWindow = func(start bool) {
+		c, err := readCPU(pid)
+		cpuErr = errors.Join(cpuErr, err)
+		if start {
+			cpu0 = c
+			if m, err := readMem(pid); err == nil {
+				sm.RSSBefore = m.RSS
+			}
+		} else {
+			cpu1 = c
+		}
+	}
+	if cfg.Idle > 0 {
+		cfg.Hold = func() {
+			time.Sleep(time.Second) // let the server settle after the last AUTH
+			if m, err := readMem(pid); err == nil {
+				sm.RSSHeld = m.RSS
+			}
+		}
+	}
+	poll := sampleMem(pid, 20*time.Millisecond)
+	res, err := runLoad(ctx, cfg)
+	sm.RSSPeak = poll.Stop()
+	if err != nil {
+		return nil, err
+	}
+	if cpuErr != nil {
+		return nil, s.proc.failed("reading /proc", cpuErr)
+	}
+	m, err := readMem(pid)
+	if err != nil {
+		return nil, s.proc.failed("reading /proc", err)
+	}
+	sm.RSSAfter, sm.HWM = m.RSS, m.HWM
+	sm.Load = res
+	sm.CPUms = ms(cpu1.Total() - cpu0.Total())
+	if res.Messages > 0 {
+		sm.CPUPerMsg = sm.CPUms / float64(res.Messages)
+	}
+	if res.Kind == "idle" && res.Opened > 0 {
+		sm.CPUPerCon = sm.CPUms / float64(res.Opened)
+	}
+	sm.StubCalls = s.stubCalls()
+	o.samples = append(o.samples, *sm)
+	fmt.Fprintf(os.Stderr, "scenario %d run %d %-22s %s\n", scenario, run, label, sampleLine(sm))
+	if res.Messages == 0 && res.Opened == 0 {
+		return sm, s.proc.failed(label+": nothing succeeded", fmt.Errorf("errors %s %v", errorsLine(res.Errors), res.ErrorSamples))
+	}
+	return sm, nil
+}
+
+func sampleLine(s *sample) string {
+	r := s.Load
+	switch r.Kind {
+	case "idle":
+		return fmt.Sprintf("%d conns in %.2fs, RSS %.1f→%.1f MiB, errors %s", r.Opened, r.OpenSeconds, mib(s.RSSBefore), mib(s.RSSHeld), errorsLine(r.Errors))
+	case "big":
+		return fmt.Sprintf("%.1f MiB in %.2fs, peak RSS %.1f MiB (HWM %.1f), errors %s", mib(int64(r.Size)), r.Seconds, mib(s.RSSPeak), mib(s.HWM), errorsLine(r.Errors))
+	}
+	return fmt.Sprintf("%.0f msg/s p50 %.2f p99 %.2f ms, %.3f ms CPU/msg, ses calls %d, errors %s", r.PerSec, r.Reply.P50, r.Reply.P99, s.CPUPerMsg, s.StubCalls, errorsLine(r.Errors))
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func (o *orchestrator) throughput(mode string, rate float64) loadConfig {
+	return loadConfig{Mode: mode, Conns: o.conns, Size: o.size, Duration: o.duration, Warmup: o.warmup, Rate: rate, Timeout: time.Minute}
+}
+
+// scenario runs scenario n o.runs times.
+func (o *orchestrator) scenario(ctx context.Context, n int) error {
+	for run := 1; run <= o.runs; run++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		tag := fmt.Sprintf("s%d-r%d", n, run)
+		var err error
+		switch n {
+		case 1:
+			err = o.scenario1(ctx, tag, run)
+		case 2:
+			err = o.pair(ctx, tag, n, run, []variant{{name: "relay (SES over HTTP)"}}, o.throughput(modePerMessage, 0))
+		case 3:
+			err = o.pair(ctx, tag, n, run, []variant{
+				{name: "relay, no DKIM"},
+				{name: "relay, DKIM RSA-2048", dkim: "rsa"},
+				{name: "relay, DKIM Ed25519", dkim: "ed25519"},
+			}, o.throughput(modePersistent, 0))
+		case 4:
+			err = o.pair(ctx, tag, n, run, []variant{{name: "relay (SES over HTTP)"}},
+				loadConfig{Mode: modePersistent, Conns: 1, Big: o.bigSize, Timeout: 5 * time.Minute})
+		case 5:
+			err = o.pair(ctx, tag, n, run, []variant{{name: "relay (SES over HTTP)"}},
+				loadConfig{Mode: modePersistent, Conns: 1, Idle: o.idle, MaxSetup: 50, Timeout: time.Minute})
+		}
+		if err != nil {
+			return fmt.Errorf("scenario %d run %d: %w", n, run, err)
+		}
+	}
+	return nil
+}
+
+// pair measures each relay variant, each in a fresh process, then the
+// baseline, with the same load.
+func (o *orchestrator) pair(ctx context.Context, tag string, n, run int, vs []variant, cfg loadConfig) error {
+	for i, v := range vs {
+		s, err := o.startRelay(fmt.Sprintf("%s-v%d", tag, i), v)
+		if err != nil {
+			return err
+		}
+		_, err = o.measure(ctx, s, n, run, v.name, cfg)
+		s.stop()
+		if err != nil {
+			return err
+		}
+	}
+	b, err := o.startBaseline(tag)
+	if err != nil {
+		return err
+	}
+	defer b.stop()
+	_, err = o.measure(ctx, b, n, run, "baseline", cfg)
+	return err
+}
+
+// Labels of scenario 1.
+const (
+	s1HTTP      = "relay (SES over HTTP)"
+	s1HTTPS     = "relay (SES over HTTPS)"
+	s1Base      = "baseline"
+	halfSuffix  = " at half load"
+	s1HTTPHalf  = s1HTTP + halfSuffix
+	s1HTTPSHalf = s1HTTPS + halfSuffix
+	s1BaseHalf  = s1Base + halfSuffix
+)
+
+// scenario1 measures peak throughput closed-loop, then latency open-loop
+// at half the relay's peak (over HTTP), the same offered rate for all
+// three servers so that the relay-added latency is a difference at equal
+// load.
+func (o *orchestrator) scenario1(ctx context.Context, tag string, run int) error {
+	var half float64
+	for i, v := range []variant{{name: s1HTTP}, {name: s1HTTPS, stubTLS: true}} {
+		s, err := o.startRelay(fmt.Sprintf("%s-v%d", tag, i), v)
+		if err != nil {
+			return err
+		}
+		sm, err := o.measure(ctx, s, 1, run, v.name, o.throughput(modePersistent, 0))
+		if err == nil {
+			if half == 0 {
+				half = sm.Load.PerSec / 2
+			}
+			_, err = o.measure(ctx, s, 1, run, v.name+halfSuffix, o.throughput(modePersistent, half))
+		}
+		s.stop()
+		if err != nil {
+			return err
+		}
+	}
+	b, err := o.startBaseline(tag)
+	if err != nil {
+		return err
+	}
+	defer b.stop()
+	if _, err := o.measure(ctx, b, 1, run, s1Base, o.throughput(modePersistent, 0)); err != nil {
+		return err
+	}
+	_, err = o.measure(ctx, b, 1, run, s1BaseHalf, o.throughput(modePersistent, half))
+	return err
+}
+
+// takeProfile runs scenario 1 (SES over HTTP) once more while fetching a
+// CPU profile from the relay's admin listener.
+func (o *orchestrator) takeProfile(ctx context.Context) error {
+	s, err := o.startRelay("profile", variant{name: s1HTTP})
+	if err != nil {
+		return err
+	}
+	defer s.stop()
+	url := "http://" + s.adminAddr + "/debug/pprof/profile?seconds=" + strconv.Itoa(int(o.duration.Seconds()))
+	if resp, err := http.Get("http://" + s.adminAddr + "/debug/pprof/"); err != nil || resp.StatusCode != http.StatusOK {
+		if err == nil {
+			resp.Body.Close()
+			err = errors.New(resp.Status)
+		}
+		return fmt.Errorf("profile: the relay does not serve /debug/pprof/ on its admin listener %s: %v", s.adminAddr, err)
+	}
+	type got struct {
+		b   []byte
+		err error
+	}
+	ch := make(chan got, 1)
+	cfg := o.throughput(modePersistent, 0)
+	cfg.OnWindow = nil
+	go func() {
+		time.Sleep(o.warmup)
+		resp, err := (&http.Client{Timeout: o.duration + 30*time.Second}).Get(url)
+		if err != nil {
+			ch <- got{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s: %s", resp.Status, b)
+		}
+		ch <- got{b, err}
+	}()
+	cfg.Addr, cfg.User, cfg.Pass, cfg.From, cfg.To = s.addr, benchUser, benchPass, benchFrom, benchTo
+	cfg.Duration += 2 * time.Second // the profile must end inside the load
+	res, err := runLoad(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	g := <-ch
+	if g.err != nil {
+		return fmt.Errorf("profile: %w", g.err)
+	}
+	if err := os.WriteFile(o.profile, g.b, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.out, "CPU profile of the relay under scenario 1 (%.0f msg/s while profiled): %s\n"+
+		"read it with: go tool pprof -top -nodecount=40 %s %s\n", res.PerSec, o.profile, o.relayBin, o.profile)
+	return nil
+}
