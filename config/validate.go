@@ -105,7 +105,7 @@ func (c *Config) validateServer(p *problems) {
 		host, port, err := net.SplitHostPort(l.Address)
 		if err != nil || port == "" {
 			p.add(path+".address", "not host:port: %q", l.Address)
-		} else if j, dup := seen[l.Address]; dup {
+		} else if j, dup := seen[l.Address]; dup && port != "0" {
 			p.add(path+".address", "same address as server.listeners[%d]", j)
 		} else {
 			seen[l.Address] = i

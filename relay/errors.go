@@ -99,17 +99,17 @@ type Kind int
 
 // Kinds of send failures (REFERENCE.md §8).
 const (
-	KindUnknown         Kind = iota // transient: 451 4.3.0
-	KindThrottled                   // 451 4.3.2
-	KindTransient                   // 451 4.3.0: 5xx, timeouts, network
-	KindPaused                      // 451 4.3.2, operator alert
-	KindMisconfigured               // 451 4.3.5, operator alert
-	KindDelegationDenied            // 550 5.7.1
-	KindNotVerified                 // 550 5.7.1
-	KindRejected                    // 554 5.6.0
-	KindTooLarge                    // 552 5.3.4
-	KindBadRequest                  // 554 5.6.0
-	KindSuspended                   // 554 5.3.2
+	KindUnknown          Kind = iota // transient: 451 4.3.0
+	KindThrottled                    // 451 4.3.2
+	KindTransient                    // 451 4.3.0: 5xx, timeouts, network
+	KindPaused                       // 451 4.3.2, operator alert
+	KindMisconfigured                // 451 4.3.5, operator alert
+	KindDelegationDenied             // 550 5.7.1
+	KindNotVerified                  // 550 5.7.1
+	KindRejected                     // 554 5.6.0
+	KindTooLarge                     // 552 5.3.4
+	KindBadRequest                   // 554 5.6.0
+	KindSuspended                    // 554 5.3.2
 )
 
 var kindNames = [...]string{"unknown", "throttled", "transient", "sending_paused", "misconfigured",

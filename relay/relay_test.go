@@ -1,0 +1,424 @@
+package relay_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/sesrelay/sesrelay/config"
+	"github.com/sesrelay/sesrelay/relay"
+	"github.com/sesrelay/sesrelay/relay/ses"
+	"github.com/sesrelay/sesrelay/relay/sestest"
+)
+
+// The password of every test user; the hash is bcrypt cost 10.
+const (
+	testPassword = "demo-password"
+	testHash     = "$2a$10$fLk/pjHAlbeiM/xrxs7rM.c4LTB14MuTZ6tjapQ/.k4ypkOY1Q3IC"
+)
+
+const baseYAML = `
+server:
+  hostname: relay.test
+  listeners:
+    - {address: "127.0.0.1:0", tls: starttls}
+    - {address: "127.0.0.1:0", tls: implicit}
+    - {address: "127.0.0.1:0", tls: none, allow_insecure_auth: true}
+  tls: {self_signed: true}
+  max_message_bytes: 65536
+  max_recipients: 50
+log: {level: debug}
+ses: {region: us-east-1, max_attempts: 1, timeout: 5s}
+tenants:
+  - name: billing
+    users: [{username: billing-app, password_hash: "HASH"}]
+    domains: ["billing.example.com", "*.billing.example.com"]
+    configuration_set: billing-tx
+    tags: {stream: transactional}
+    identity_arn: "arn:aws:ses:us-east-1:123456789012:identity/billing.example.com"
+  - name: marketing
+    users: [{username: marketing-app, password_hash: "HASH"}]
+    domains: ["marketing.example.com"]
+    configuration_set: marketing-bulk
+`
+
+type harness struct {
+	t        *testing.T
+	srv      *relay.Server
+	ses      *sestest.Server
+	starttls string
+	implicit string
+	plain    string
+}
+
+func testConfig(t *testing.T, yaml string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte(strings.ReplaceAll(yaml, "HASH", testHash)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// start runs a relay on 127.0.0.1:0 whose SES sender is the real SDK
+// client pointed at a local stand-in.
+func start(t *testing.T, yaml string) *harness {
+	t.Helper()
+	cfg := testConfig(t, yaml)
+	stub := sestest.New()
+	t.Cleanup(stub.Close)
+	awsCfg := aws.Config{
+		Region:      "us-east-1",
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", ""),
+	}
+	opts := ses.OptionsFromConfig(&cfg.SES)
+	opts.Endpoint = stub.URL
+	opts.AWSConfig = &awsCfg
+	sender, err := ses.New(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := relay.NewServer(cfg, relay.Options{Sender: sender, Logger: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	addrs := srv.Addrs()
+	return &harness{t: t, srv: srv, ses: stub, starttls: addrs[0].String(), implicit: addrs[1].String(), plain: addrs[2].String()}
+}
+
+var clientTLS = &tls.Config{InsecureSkipVerify: true}
+
+func (h *harness) dial(user, pass string) *smtp.Client {
+	h.t.Helper()
+	c, err := smtp.DialStartTLS(h.starttls, clientTLS)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { c.Close() })
+	if user != "" {
+		if err := c.Auth(sasl.NewPlainClient("", user, pass)); err != nil {
+			h.t.Fatalf("auth: %v", err)
+		}
+	}
+	return c
+}
+
+func expectCode(t *testing.T, err error, code int, enh string) {
+	t.Helper()
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) {
+		t.Fatalf("want %d %s, got %v", code, enh, err)
+	}
+	got := fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
+	if se.Code != code || (enh != "" && got != enh) {
+		t.Fatalf("want %d %s, got %d %s %q", code, enh, se.Code, got, se.Message)
+	}
+	if se.Code/100 != se.EnhancedCode[0] {
+		t.Fatalf("reply class %d does not match enhanced code %s", se.Code, got)
+	}
+}
+
+func send(c *smtp.Client, from string, to []string, msg string) (string, error) {
+	if err := c.Mail(from, nil); err != nil {
+		return "", err
+	}
+	for _, r := range to {
+		if err := c.Rcpt(r, nil); err != nil {
+			return "", err
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return "", err
+	}
+	if _, err := w.Write([]byte(msg)); err != nil {
+		return "", err
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		return "", err
+	}
+	return resp.StatusText, nil
+}
+
+const simpleMsg = "From: Billing <invoices@billing.example.com>\r\n" +
+	"To: customer@example.org\r\n" +
+	"Subject: Your invoice\r\n" +
+	"\r\n" +
+	"Hello.\r\n"
+
+func TestDeliveryStartTLSPlain(t *testing.T) {
+	h := start(t, baseYAML)
+	c := h.dial("billing-app", testPassword)
+	text, err := send(c, "bounces@billing.example.com", []string{"customer@example.org", "hidden@example.net"}, simpleMsg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs := h.ses.Requests()
+	if len(reqs) != 1 {
+		t.Fatalf("SES got %d requests", len(reqs))
+	}
+	r := reqs[0]
+	if !strings.Contains(text, "Ok: queued as 0100018c-test-000001") {
+		t.Fatalf("reply text %q does not carry the SES message id", text)
+	}
+	if !bytes.Equal(r.Raw, []byte(simpleMsg)) {
+		t.Fatalf("raw differs:\n%q\n%q", r.Raw, simpleMsg)
+	}
+	if strings.Join(r.To, ",") != "customer@example.org,hidden@example.net" {
+		t.Fatalf("destination %v (the envelope-only Bcc recipient must be there)", r.To)
+	}
+	if r.ConfigurationSetName != "billing-tx" {
+		t.Fatalf("configuration set %q", r.ConfigurationSetName)
+	}
+	if r.Tags["stream"] != "transactional" || r.Tags["tenant"] != "billing" {
+		t.Fatalf("tags %v", r.Tags)
+	}
+	if r.IdentityARN != "arn:aws:ses:us-east-1:123456789012:identity/billing.example.com" {
+		t.Fatalf("identity ARN %q", r.IdentityARN)
+	}
+	if !strings.HasPrefix(r.Authorization, "AWS4-HMAC-SHA256 Credential=AKIDTEST/") || !strings.Contains(r.Authorization, "/us-east-1/ses/") {
+		t.Fatalf("request not SigV4-signed for ses in us-east-1: %q", r.Authorization)
+	}
+}
+
+func TestDeliveryImplicitTLSLogin(t *testing.T) {
+	h := start(t, baseYAML)
+	c, err := smtp.DialTLS(h.implicit, clientTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(sasl.NewLoginClient("marketing-app", testPassword)); err != nil {
+		t.Fatal(err)
+	}
+	msg := strings.ReplaceAll(simpleMsg, "billing", "marketing")
+	if _, err := send(c, "news@marketing.example.com", []string{"a@example.org"}, msg); err != nil {
+		t.Fatal(err)
+	}
+	r := h.ses.Requests()[0]
+	if r.ConfigurationSetName != "marketing-bulk" || r.Tags["tenant"] != "marketing" || r.IdentityARN != "" {
+		t.Fatalf("wrong tenant settings: %+v", r)
+	}
+}
+
+func TestAuthRequired(t *testing.T) {
+	h := start(t, baseYAML)
+	c := h.dial("", "")
+	expectCode(t, c.Mail("invoices@billing.example.com", nil), 530, "5.7.0")
+	if h.ses.Calls() != 0 {
+		t.Fatal("SES called without AUTH")
+	}
+}
+
+func TestAuthBeforeTLSRefused(t *testing.T) {
+	h := start(t, baseYAML)
+	c, err := smtp.Dial(h.starttls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := c.Extension("AUTH"); ok {
+		t.Fatal("AUTH advertised before STARTTLS")
+	}
+	err = c.Auth(sasl.NewPlainClient("", "billing-app", testPassword))
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code/100 != 5 || se.EnhancedCode[1] != 7 {
+		t.Fatalf("AUTH before TLS: want a 5xx 5.7.x refusal, got %v", err)
+	}
+}
+
+func TestWrongPassword(t *testing.T) {
+	h := start(t, baseYAML)
+	for _, user := range []string{"billing-app", "no-such-user"} {
+		c, err := smtp.DialStartTLS(h.starttls, clientTLS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		err = c.Auth(sasl.NewPlainClient("", user, "wrong"))
+		expectCode(t, err, 535, "5.7.8")
+		t.Logf("%s: refused in %v", user, time.Since(start))
+		c.Close()
+	}
+}
+
+func TestAuthorizationIdentityRefused(t *testing.T) {
+	h := start(t, baseYAML)
+	c, err := smtp.DialStartTLS(h.starttls, clientTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	expectCode(t, c.Auth(sasl.NewPlainClient("marketing-app", "billing-app", testPassword)), 535, "5.7.8")
+}
+
+func TestMailFromOutsideTenant(t *testing.T) {
+	h := start(t, baseYAML)
+	c := h.dial("billing-app", testPassword)
+	for _, from := range []string{"x@marketing.example.com", "x@evil-billing.example.com", "x@example.com", "x@billing.example.com.evil.org"} {
+		expectCode(t, c.Mail(from, nil), 550, "5.7.1")
+	}
+	// Subdomains through "*.billing.example.com", case and trailing dot.
+	for _, from := range []string{"x@eu.billing.example.com", "x@BILLING.Example.COM", "x@billing.example.com."} {
+		if err := c.Mail(from, nil); err != nil {
+			t.Fatalf("%s: %v", from, err)
+		}
+		if err := c.Reset(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestTooManyRecipients(t *testing.T) {
+	h := start(t, baseYAML)
+	c := h.dial("billing-app", testPassword)
+	if err := c.Mail("invoices@billing.example.com", nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		if err := c.Rcpt(fmt.Sprintf("r%d@example.org", i), nil); err != nil {
+			t.Fatalf("rcpt %d: %v", i, err)
+		}
+	}
+	expectCode(t, c.Rcpt("r50@example.org", nil), 452, "4.5.3")
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte(simpleMsg))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.ses.Requests(); len(r) != 1 || len(r[0].To) != 50 {
+		t.Fatalf("want one SES call with 50 recipients")
+	}
+}
+
+func TestMessageTooLarge(t *testing.T) {
+	h := start(t, baseYAML)
+	c := h.dial("billing-app", testPassword)
+	big := simpleMsg + strings.Repeat(strings.Repeat("x", 76)+"\r\n", 1000)
+	_, err := send(c, "invoices@billing.example.com", []string{"a@example.org"}, big)
+	expectCode(t, err, 552, "5.3.4")
+	if h.ses.Calls() != 0 {
+		t.Fatal("oversize message reached SES")
+	}
+	// The session is still usable.
+	if _, err := send(c, "invoices@billing.example.com", []string{"a@example.org"}, simpleMsg); err != nil {
+		t.Fatal(err)
+	}
+	// MAIL FROM with a SIZE over the limit is refused up front.
+	c2 := h.dial("billing-app", testPassword)
+	expectCode(t, c2.Mail("invoices@billing.example.com", &smtp.MailOptions{Size: 1 << 20}), 552, "5.3.4")
+}
+
+func TestInsecureAuthOnLoopbackListener(t *testing.T) {
+	h := start(t, baseYAML)
+	c, err := smtp.Dial(h.plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(sasl.NewPlainClient("", "billing-app", testPassword)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := send(c, "invoices@billing.example.com", []string{"a@example.org"}, simpleMsg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSESErrorMapping injects every SES error at the HTTP level and checks
+// the reply: 250 never, 4xx when a retry can succeed, 5xx when not.
+func TestSESErrorMapping(t *testing.T) {
+	cases := []struct {
+		status   int
+		typ, msg string
+		code     int
+		enh      string
+	}{
+		{429, "TooManyRequestsException", "Too many requests", 451, "4.3.2"},
+		{400, "LimitExceededException", "Maximum sending rate exceeded", 451, "4.3.2"},
+		{400, "MessageRejected", "Maximum sending rate exceeded.", 451, "4.3.2"},
+		{500, "InternalServiceErrorException", "internal", 451, "4.3.0"},
+		{503, "", "service unavailable", 451, "4.3.0"},
+		{502, "", "bad gateway", 451, "4.3.0"},
+		{400, "SendingPausedException", "sending paused", 451, "4.3.2"},
+		{400, "MailFromDomainNotVerifiedException", "mail from not verified", 451, "4.3.5"},
+		{404, "NotFoundException", "configuration set does not exist", 451, "4.3.5"},
+		{403, "UnrecognizedClientException", "The security token included in the request is invalid.", 451, "4.3.5"},
+		{403, "AccessDeniedException", "not authorized to send from identity", 550, "5.7.1"},
+		{400, "MessageRejected", "Email address is not verified. The following identities failed the check", 550, "5.7.1"},
+		{400, "MessageRejected", "Duplicate header 'Subject'.", 554, "5.6.0"},
+		{400, "BadRequestException", "invalid raw message", 554, "5.6.0"},
+		{400, "AccountSuspendedException", "Your account has been suspended.", 554, "5.3.2"},
+		{413, "", "request entity too large", 552, "5.3.4"},
+	}
+	h := start(t, baseYAML)
+	c := h.dial("billing-app", testPassword)
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%d_%s", tc.status, tc.typ), func(t *testing.T) {
+			h.ses.Respond = func(int, *sestest.Request) sestest.Reply {
+				return sestest.Reply{Status: tc.status, ErrorType: tc.typ, Message: tc.msg}
+			}
+			_, err := send(c, "invoices@billing.example.com", []string{"a@example.org"}, simpleMsg)
+			expectCode(t, err, tc.code, tc.enh)
+			var se *smtp.SMTPError
+			errors.As(err, &se)
+			if strings.Contains(se.Message, tc.msg) || !strings.Contains(se.Message, "ref ") {
+				t.Fatalf("reply must be generic with a ref, got %q", se.Message)
+			}
+			if err := c.Reset(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	h.ses.Respond = func(int, *sestest.Request) sestest.Reply { return sestest.Reply{Drop: true} }
+	_, err := send(c, "invoices@billing.example.com", []string{"a@example.org"}, simpleMsg)
+	expectCode(t, err, 451, "4.3.0")
+	if n := len(h.ses.Requests()); n != 0 {
+		t.Fatalf("%d messages recorded as accepted", n)
+	}
+}
+
+func TestFileSender(t *testing.T) {
+	dir := t.TempDir()
+	fs := &relay.FileSender{Dir: dir, NewID: func() string { return "abc" }, Now: func() time.Time { return time.Unix(0, 0) }}
+	res, err := fs.Send(context.Background(), &relay.Request{Tenant: "t", Recipients: []string{"a@b.c"}, Raw: []byte(simpleMsg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, res.MessageID+".eml"))
+	if err != nil || string(b) != simpleMsg {
+		t.Fatalf("eml: %v %q", err, b)
+	}
+	if _, err := os.Stat(filepath.Join(dir, res.MessageID+".json")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var _ net.Addr
