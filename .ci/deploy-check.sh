@@ -15,7 +15,7 @@ HELM_VERSION=v3.22.0
 # helm built by `go install` does not know the cluster version it targets;
 # render for a current Kubernetes (the chart needs >= 1.25).
 KUBE_VERSION=1.31.0
-TOOLS="${SESRELAY_TOOLS:-$HOME/.cache/sesrelay-tools}"
+TOOLS="${SESRELAY_TOOLS:-${HOME:-/tmp}/.cache/sesrelay-tools}"
 HELM="$TOOLS/bin/helm"
 STAMP="$TOOLS/bin/helm.version"
 CHART=deploy/helm/sesrelay
