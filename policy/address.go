@@ -174,7 +174,9 @@ func parseMailboxes(v string) ([]*mail.Address, string) {
 	}
 	list, err := addressParser.ParseList(v)
 	if err != nil {
-		return nil, strings.TrimPrefix(err.Error(), "mail: ")
+		// net/mail quotes the client's text in its errors: escape it.
+		e := strings.ReplaceAll(strings.TrimPrefix(err.Error(), "mail: "), "mail: ", "")
+		return nil, escape(e)
 	}
 	if len(list) == 0 {
 		return nil, "no address"

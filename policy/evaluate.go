@@ -273,14 +273,20 @@ func (t *Tenant) tags(h *textproto.Header, fromDomain string) []Tag {
 
 // quote renders client text for a rejection detail: shortened, quoted, and
 // escaped to printable ASCII.
-func quote(s string) string {
+func quote(s string) string { return `"` + escape(s) + `"` }
+
+// escape shortens s and escapes it to printable ASCII as inside a Go
+// string literal.
+func escape(s string) string {
 	const max = 100
+	more := ""
 	if len(s) > max {
 		cut := max
 		for cut > 0 && !utf8.RuneStart(s[cut]) {
 			cut--
 		}
-		return strconv.QuoteToASCII(s[:cut]) + "..."
+		s, more = s[:cut], "..."
 	}
-	return strconv.QuoteToASCII(s)
+	q := strconv.QuoteToASCII(s)
+	return q[1:len(q)-1] + more
 }
