@@ -84,6 +84,11 @@ type Log struct {
 type Delivery struct {
 	Sender  string `mapstructure:"sender"`
 	FileDir string `mapstructure:"file_dir"`
+	// RetryMemoryTTL and RetryMemoryMax bound the in-process memory of
+	// recipients already sent when a message needs one SES call per
+	// recipient (per-recipient unsubscribe tokens).
+	RetryMemoryTTL time.Duration `mapstructure:"retry_memory_ttl"`
+	RetryMemoryMax int           `mapstructure:"retry_memory_max"`
 }
 
 // Delivery senders.

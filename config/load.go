@@ -44,7 +44,7 @@ func Defaults() Config {
 			TLS:                 TLS{MinVersion: "1.2"},
 		},
 		Log:      Log{Level: "info", Format: "json"},
-		Delivery: Delivery{Sender: SenderSES, FileDir: "./outbox"},
+		Delivery: Delivery{Sender: SenderSES, FileDir: "./outbox", RetryMemoryTTL: 24 * time.Hour, RetryMemoryMax: 100000},
 		SES: SES{
 			Region:       "us-east-1",
 			Timeout:      60 * time.Second,

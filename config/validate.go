@@ -72,6 +72,12 @@ func (c *Config) Validate() error {
 	default:
 		p.add("delivery.sender", "must be ses or file, got %q", c.Delivery.Sender)
 	}
+	if c.Delivery.RetryMemoryTTL <= 0 {
+		p.add("delivery.retry_memory_ttl", "must be a positive duration")
+	}
+	if c.Delivery.RetryMemoryMax < 1 {
+		p.add("delivery.retry_memory_max", "must be at least 1")
+	}
 	c.validateSES(p)
 	c.validateAuth(p)
 	c.validateTenants(p)

@@ -2,8 +2,9 @@ package relay
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
-	"sort"
+	"fmt"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/sesrelay/sesrelay/config"
 	"github.com/sesrelay/sesrelay/headers"
+	"github.com/sesrelay/sesrelay/policy"
 )
 
 // Envelope is the SMTP envelope of one transaction.
@@ -20,71 +22,230 @@ type Envelope struct {
 	To   []string
 }
 
-// Prepared is the outcome of the pipeline for one message: the SES
-// requests to make, in order, or the refusal.
+// Prepared is the outcome of the pipeline for one message: the policy
+// decision and the SES requests to make, in order, or the refusal.
 type Prepared struct {
+	Decision policy.Decision
 	Requests []*Request
-	Message  *headers.Message
+	// Message is the message as sent (for per-recipient requests: as sent
+	// to the first recipient).
+	Message *headers.Message
 	// Refusal is non-nil when the message must not be sent; Reason is a
 	// stable label for logs and metrics.
 	Refusal *smtp.SMTPError
 	Reason  string
+	// Detail is the full cause of a refusal, for the log only.
+	Detail string
+	// PerRecipient is true when each recipient gets its own request (a
+	// per-recipient unsubscribe token).
+	PerRecipient bool
 }
 
-// Prepare runs the pipeline without sending: read → prepare headers →
-// policy → rewrite → sign. It is what Data does before Sender.Send, and
-// what `sesrelay explain` shows. ref identifies the message in logs.
-func (s *Server) Prepare(st *state, t *config.Tenant, env Envelope, raw []byte, ref string) *Prepared {
+func refusal(reply *smtp.SMTPError, reason, detail string) *Prepared {
+	return &Prepared{Refusal: reply, Reason: reason, Detail: detail}
+}
+
+// prepare runs the pipeline without sending: read → policy → hygiene →
+// prepare (Date, Message-ID) → rewrite → unsubscribe headers → sign. Data
+// calls it before Sender.Send; `sesrelay explain` prints what it returns.
+// The data flows one way: no step calls back into an earlier one.
+func (s *Server) prepare(st *state, t *policy.Tenant, env Envelope, raw []byte, ref string) *Prepared {
+	cfg := st.cfg
+	tc := t.Config
 	mode := headers.NormalizeBareNewlines
-	if st.cfg.Server.BareNewlines == "reject" {
+	if cfg.Server.BareNewlines == "reject" {
 		mode = headers.RejectBareNewlines
 	}
 	msg, err := headers.Read(raw, mode)
 	if err != nil {
 		var fe *headers.FormatError
-		if errors.As(err, &fe) {
-			return &Prepared{Refusal: errFormat(fe), Reason: "malformed"}
+		if !errors.As(err, &fe) {
+			fe = &headers.FormatError{Reason: "unreadable message"}
 		}
-		return &Prepared{Refusal: errFormat(&headers.FormatError{Reason: "unreadable message"}), Reason: "malformed"}
+		return refusal(errFormat(fe), "malformed", fe.Error())
 	}
-	req := &Request{
+	h := &msg.Header
+
+	// Policy reads the header as the client wrote it (X-SES-CONFIGURATION-SET
+	// and header_tags included); hygiene removes those fields afterwards.
+	d := t.Evaluate(policy.Envelope{From: env.From, To: env.To}, h)
+	if d.Reject != nil {
+		content := policy.ClassOf(d.Reject.Reason) == policy.ClassContent
+		p := refusal(errPolicy(content, d.Reject.Detail), string(d.Reject.Reason), d.Reject.String())
+		p.Decision = d
+		return p
+	}
+
+	headers.StripSES(h)
+	headers.Strip(h, tc.StripHeaders)
+	for name := range tc.HeaderTags {
+		headers.TakeField(h, name)
+	}
+	list := ""
+	lu := tc.ListUnsubscribe
+	if lu != nil && lu.ListIDHeader != "" {
+		list, _ = headers.TakeField(h, lu.ListIDHeader)
+	}
+	if d.DKIM != nil {
+		// SES accepts one DKIM-Signature; the relay's replaces the client's.
+		headers.Strip(h, []string{"DKIM-Signature"})
+	}
+	if err := headers.Prepare(h, s.now(), func() string { return ref + "@" + cfg.Server.Hostname }); err != nil {
+		return refusal(errFormat(&headers.FormatError{Reason: err.Error()}), "malformed", err.Error())
+	}
+	if d.Rewrite != nil {
+		if err := headers.FromRewrite(h, d.Rewrite.NewFrom, t.Name); err != nil {
+			var fe *headers.FormatError
+			if errors.As(err, &fe) {
+				return refusal(errFormat(fe), "malformed", err.Error())
+			}
+			return refusal(errSigning(ref), "rewrite_failed", err.Error())
+		}
+	}
+	if err := headers.CheckUnique(h); err != nil {
+		return refusal(errFormat(asFormat(err)), "duplicate_header", err.Error())
+	}
+	if err := headers.CheckASCII(h); err != nil {
+		return refusal(errFormat(asFormat(err)), "non_ascii_header", err.Error())
+	}
+
+	base := Request{
 		Tenant:           t.Name,
-		Region:           t.Region,
+		Region:           tc.Region,
 		EnvelopeFrom:     env.From,
-		Recipients:       env.To,
-		Raw:              msg.Bytes(),
-		ConfigurationSet: t.ConfigurationSet,
-		Tags:             tenantTags(t, ""),
-		IdentityARN:      t.IdentityARN,
-		SESTenant:        t.SESTenant,
-		EndpointID:       t.SESEndpointID,
+		ConfigurationSet: d.ConfigurationSet,
+		Tags:             requestTags(d.Tags),
+		IdentityARN:      tc.IdentityARN,
+		SESTenant:        tc.SESTenant,
+		EndpointID:       tc.SESEndpointID,
+		// SES click/open tracking rewrites the body and would break the
+		// relay's body hash.
+		DisableTracking: d.DKIM != nil,
 	}
-	return &Prepared{Requests: []*Request{req}, Message: msg}
+	p := &Prepared{Decision: d}
+
+	mode2 := config.UnsubOff
+	if lu != nil {
+		mode2 = lu.Mode
+	}
+	has := headers.HasListUnsubscribe(h)
+	switch {
+	case mode2 == config.UnsubRequire || (has && mode2 != config.UnsubOff):
+		if err := headers.ValidateListUnsubscribe(h); err != nil {
+			if !has && mode2 == config.UnsubRequire {
+				return refusal(errPolicy(false, "tenant "+t.Name+" requires one-click unsubscribe: add List-Unsubscribe with an https URI and List-Unsubscribe-Post: List-Unsubscribe=One-Click (RFC 8058)"),
+					"unsubscribe_missing", err.Error())
+			}
+			if mode2 == config.UnsubRequire {
+				return refusal(errPolicy(false, "one-click unsubscribe headers are invalid: "+err.Error()), "unsubscribe_invalid", err.Error())
+			}
+			return refusal(errFormat(asFormat(err)), "unsubscribe_invalid", err.Error())
+		}
+	case mode2 == config.UnsubAdd && !has:
+		// A per-recipient token needs a per-recipient header: one request
+		// per recipient.
+		p.PerRecipient = true
+		for _, rcpt := range env.To {
+			m := &headers.Message{Header: h.Copy(), Body: msg.Body}
+			claims := headers.UnsubscribeClaims{Tenant: t.Name, List: list, Recipient: rcpt}
+			token := headers.UnsubscribeToken(lu.Secret, t.Name, list, rcpt)
+			u := headers.ExpandUnsubscribeURL(lu.URL, claims, token)
+			if err := headers.AddListUnsubscribe(&m.Header, u, lu.Mailto); err != nil {
+				return refusal(errSigning(ref), "unsubscribe_config", err.Error())
+			}
+			if r := s.sign(m, d.DKIM, ref); r != nil {
+				return r
+			}
+			req := base
+			req.Recipients = []string{rcpt}
+			req.Raw = m.Bytes()
+			p.Requests = append(p.Requests, &req)
+			if p.Message == nil {
+				p.Message = m
+			}
+		}
+		return p
+	}
+
+	if r := s.sign(msg, d.DKIM, ref); r != nil {
+		return r
+	}
+	req := base
+	req.Recipients = env.To
+	req.Raw = msg.Bytes()
+	p.Requests = []*Request{&req}
+	p.Message = msg
+	return p
 }
 
-func tenantTags(t *config.Tenant, fromDomain string) []Tag {
-	tags := make([]Tag, 0, len(t.Tags)+2)
-	for k, v := range t.Tags {
-		tags = append(tags, Tag{k, v})
+// sign DKIM-signs m with key (nil: no signing). It fails closed: a
+// signing error refuses the message with 451 4.3.0, never sends unsigned.
+func (s *Server) sign(m *headers.Message, key *config.DKIMKey, ref string) *Prepared {
+	if key == nil {
+		return nil
 	}
-	tags = append(tags, Tag{"tenant", t.Name})
-	sort.Slice(tags, func(i, j int) bool { return tags[i].Name < tags[j].Name })
-	return tags
+	err := headers.Sign(m, headers.SignOptions{
+		Domain: key.Domain, Selector: key.Selector, Signer: key.Signer,
+		Expiration: key.Expiration, Now: s.now,
+	})
+	if err != nil {
+		return refusal(errSigning(ref), "signing_failed", err.Error())
+	}
+	return nil
+}
+
+func asFormat(err error) *headers.FormatError {
+	var fe *headers.FormatError
+	if errors.As(err, &fe) {
+		return fe
+	}
+	return &headers.FormatError{Reason: err.Error()}
+}
+
+func requestTags(ts []policy.Tag) []Tag {
+	out := make([]Tag, len(ts))
+	for i, t := range ts {
+		out[i] = Tag{t.Name, t.Value}
+	}
+	return out
 }
 
 // deliver prepares and sends one message and returns the reply (250 on
 // success).
-func (s *Server) deliver(ctx context.Context, st *state, t *config.Tenant, env Envelope, raw []byte, ref string, log *zap.Logger) *smtp.SMTPError {
+func (s *Server) deliver(ctx context.Context, st *state, t *policy.Tenant, env Envelope, raw []byte, ref string, log *zap.Logger) *smtp.SMTPError {
 	start := time.Now()
-	p := s.Prepare(st, t, env, raw, ref)
+	p := s.prepare(st, t, env, raw, ref)
 	if p.Refusal != nil {
-		log.Info("message rejected", zap.String("reason", p.Reason), zap.Int("size", len(raw)),
+		lvl := log.Info
+		if p.Refusal.Code/100 == 4 {
+			lvl = log.Error
+		}
+		lvl("message rejected", zap.String("reason", p.Reason), zap.String("detail", p.Detail), zap.Int("size", len(raw)),
 			zap.Int("code", p.Refusal.Code), zap.String("reply", p.Refusal.Message))
-		s.metrics.message(t.Name, "rejected", p.Reason, time.Since(start))
+		outcome := "rejected"
+		if p.Refusal.Code/100 == 4 {
+			outcome = "failed"
+		}
+		s.metrics.message(t.Name, outcome, p.Reason, time.Since(start))
 		return p.Refusal
 	}
-	var ids []string
+
+	// A per-recipient send is several SES calls: remember which recipients
+	// SES accepted, so the client's retry after a 4xx sends only to the rest.
+	var key [32]byte
+	var done map[string]string
+	if p.PerRecipient {
+		key = memoryKey(t.Name, env.From, raw)
+		done = s.memory.get(key)
+	}
+	ids := make([]string, 0, len(p.Requests))
 	for _, req := range p.Requests {
+		if p.PerRecipient {
+			if id, ok := done[req.Recipients[0]]; ok {
+				ids = append(ids, id)
+				continue
+			}
+		}
 		sendStart := time.Now()
 		res, err := s.sender.Send(ctx, req)
 		d := time.Since(sendStart)
@@ -97,6 +258,7 @@ func (s *Server) deliver(ctx context.Context, st *state, t *config.Tenant, env E
 				lvl = log.Error
 			}
 			lvl("message not sent", zap.String("reason", kind.String()), zap.Error(err), zap.Int("size", len(req.Raw)),
+				zap.Strings("failed_rcpt", req.Recipients), zap.Int("sent_before", len(ids)),
 				zap.Int("code", r.Code), zap.Duration("ses_duration", d), zap.Duration("duration", time.Since(start)))
 			outcome := "failed"
 			if !kind.Transient() {
@@ -108,12 +270,29 @@ func (s *Server) deliver(ctx context.Context, st *state, t *config.Tenant, env E
 		s.metrics.sesCall(regionOr(req.Region, st.cfg.SES.Region), "ok", d)
 		s.metrics.sent(t.Name, len(req.Recipients), len(req.Raw))
 		ids = append(ids, res.MessageID)
+		if p.PerRecipient {
+			s.memory.add(key, req.Recipients[0], res.MessageID)
+		}
+	}
+	if p.PerRecipient {
+		s.memory.forget(key)
 	}
 	log.Info("message sent", zap.Strings("ses_message_id", ids), zap.Int("size", len(raw)),
+		zap.String("from_domain", p.Decision.FromDomain), zap.Bool("rewritten", p.Decision.Rewrite != nil),
+		zap.Bool("signed", p.Decision.DKIM != nil), zap.Int("ses_calls", len(p.Requests)),
 		zap.String("configuration_set", p.Requests[0].ConfigurationSet), zap.Int("code", 250),
 		zap.Duration("duration", time.Since(start)))
 	s.metrics.message(t.Name, "accepted", "", time.Since(start))
 	return reply(250, smtp.EnhancedCode{2, 0, 0}, okQueued(strings.Join(ids, ",")))
+}
+
+func memoryKey(tenant, from string, raw []byte) [32]byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00", tenant, from)
+	h.Write(raw)
+	var k [32]byte
+	copy(k[:], h.Sum(nil))
+	return k
 }
 
 func regionOr(r, def string) string {
@@ -124,15 +303,6 @@ func regionOr(r, def string) string {
 }
 
 var errNonASCII = errors.New("non-ASCII local part")
-
-// addressDomain returns the normalized domain of an address.
-func addressDomain(addr string) (string, error) {
-	at := strings.LastIndexByte(addr, '@')
-	if at <= 0 || at == len(addr)-1 {
-		return "", errors.New("no domain")
-	}
-	return config.NormalizeDomain(addr[at+1:])
-}
 
 // normalizeRecipient checks an envelope recipient and converts its domain
 // to ASCII (SES has no SMTPUTF8: the local part must be ASCII).
@@ -155,13 +325,4 @@ func normalizeRecipient(addr string) (string, error) {
 		return "", errors.New("bad domain")
 	}
 	return local + "@" + d, nil
-}
-
-func tenantOwns(t *config.Tenant, domain string) bool {
-	for _, e := range t.Domains {
-		if config.CoversDomain(e, domain) {
-			return true
-		}
-	}
-	return false
 }

@@ -92,7 +92,8 @@ func start(t *testing.T, yaml string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := relay.NewServer(cfg, relay.Options{Sender: sender, Logger: zaptest.NewLogger(t)})
+	srv, err := relay.NewServer(cfg, relay.Options{Sender: sender, Logger: zaptest.NewLogger(t),
+		Now: func() time.Time { return testNow }, NewID: func() string { return "0123456789abcdef" }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +107,11 @@ func start(t *testing.T, yaml string) *harness {
 	addrs := srv.Addrs()
 	return &harness{t: t, srv: srv, ses: stub, starttls: addrs[0].String(), implicit: addrs[1].String(), plain: addrs[2].String()}
 }
+
+var testNow = time.Date(2026, 11, 23, 9, 30, 0, 0, time.UTC)
+
+// prepared is what the relay adds to a message without Date and Message-ID.
+const prepared = "Date: Mon, 23 Nov 2026 09:30:00 +0000\r\nMessage-ID: <0123456789abcdef@relay.test>\r\n"
 
 var clientTLS = &tls.Config{InsecureSkipVerify: true}
 
@@ -183,8 +189,8 @@ func TestDeliveryStartTLSPlain(t *testing.T) {
 	if !strings.Contains(text, "Ok: queued as 0100018c-test-000001") {
 		t.Fatalf("reply text %q does not carry the SES message id", text)
 	}
-	if !bytes.Equal(r.Raw, []byte(simpleMsg)) {
-		t.Fatalf("raw differs:\n%q\n%q", r.Raw, simpleMsg)
+	if !bytes.Equal(r.Raw, []byte(prepared+simpleMsg)) {
+		t.Fatalf("raw differs:\n%q\n%q", r.Raw, prepared+simpleMsg)
 	}
 	if strings.Join(r.To, ",") != "customer@example.org,hidden@example.net" {
 		t.Fatalf("destination %v (the envelope-only Bcc recipient must be there)", r.To)
@@ -288,7 +294,7 @@ func TestMailFromOutsideTenant(t *testing.T) {
 		if err := c.Mail(from, nil); err != nil {
 			t.Fatalf("%s: %v", from, err)
 		}
-		if err := c.Reset(); err != nil {
+			if err := c.Reset(); err != nil {
 			t.Fatal(err)
 		}
 	}

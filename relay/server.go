@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sesrelay/sesrelay/config"
+	"github.com/sesrelay/sesrelay/policy"
 )
 
 // Options are the parts of a Server that are not in the configuration.
@@ -36,6 +37,7 @@ type Options struct {
 type state struct {
 	gen   uint64
 	cfg   *config.Config
+	rules *policy.Rules
 	users map[string]userEntry
 	cert  *tls.Certificate
 	dummy *config.PasswordHash
@@ -49,6 +51,7 @@ type Server struct {
 	metrics *Metrics
 	sender  Sender
 	auth    *authenticator
+	memory  *deliveryMemory
 	limits  connLimits
 	now     func() time.Time
 	newID   func() string
@@ -95,6 +98,7 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.auth = newAuthenticator(cfg.Auth.MaxConcurrentHashes, cfg.Auth.CacheTTL, s.now)
+	s.memory = newDeliveryMemory(cfg.Delivery.RetryMemoryTTL, cfg.Delivery.RetryMemoryMax, s.now)
 	s.cur.Store(st)
 	return s, nil
 }
@@ -110,7 +114,11 @@ func (s *Server) build(cfg *config.Config) (*state, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server.tls: %w", err)
 	}
-	st := &state{gen: s.gen.Add(1), cfg: cfg, users: map[string]userEntry{}, cert: cert}
+	rules, err := policy.Compile(cfg)
+	if err != nil {
+		return nil, err
+	}
+	st := &state{gen: s.gen.Add(1), cfg: cfg, rules: rules, users: map[string]userEntry{}, cert: cert}
 	for i := range cfg.Tenants {
 		t := &cfg.Tenants[i]
 		for j := range t.Users {

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sesrelay/sesrelay/config"
+	"github.com/sesrelay/sesrelay/policy"
 )
 
 // Session is one SMTP session (a connection has a new one after
@@ -29,7 +30,7 @@ type Session struct {
 	// Set by a successful AUTH: the snapshot and tenant the session
 	// keeps until it ends, even across a reload.
 	st       *state
-	tenant   *config.Tenant
+	tenant   *policy.Tenant
 	username string
 
 	authFailures int
@@ -121,7 +122,7 @@ func (sess *Session) checkCredentials(identity, username, password string) error
 		return errAuthFailed
 	}
 	sess.st = st
-	sess.tenant = st.cfg.TenantByName(entry.tenant)
+	sess.tenant = st.rules.Tenant(entry.tenant)
 	sess.username = username
 	if sess.tc != nil {
 		sess.tc.setIdentity(username, entry.tenant)
@@ -144,16 +145,13 @@ func (sess *Session) Mail(from string, opts *smtp.MailOptions) error {
 		}
 		return errShuttingDown
 	}
-	if from != "" {
-		domain, err := addressDomain(from)
-		if err != nil {
+	if d := sess.tenant.CheckMailFrom(from); d != nil {
+		sess.log.Info("mail from refused", zap.String("mail_from", from), zap.String("reason", string(d.Reject.Reason)))
+		sess.srv.metrics.message(sess.tenant.Name, "rejected", string(d.Reject.Reason), 0)
+		if d.Reject.Reason == policy.AddressInvalid {
 			return errBadAddress
 		}
-		if !tenantOwns(sess.tenant, domain) {
-			sess.log.Info("mail from refused", zap.String("mail_from", from), zap.String("reason", "mail_from_not_owned"))
-			sess.srv.metrics.message(sess.tenant.Name, "rejected", "mail_from_not_owned", 0)
-			return errMailFromNotOwned(from)
-		}
+		return errMailFromNotOwned(from)
 	}
 	sess.from = from
 	sess.rcpts = sess.rcpts[:0]
