@@ -31,9 +31,11 @@ type Decision struct {
 	// allowed_configuration_sets. "" means none.
 	ConfigurationSet string
 
-	// Tags are the SES message tags: static tags, tenant, from_domain, then
-	// header_tags found in the message (a header tag overrides a static tag
-	// of the same name). Names and values hold only [A-Za-z0-9_-], at most
+	// Tags are the SES message tags: static tags, tenant, from_domain (the
+	// domain of the From that is sent, like DKIM: rewrite_from's after a
+	// rewrite, "." becoming "_"), then header_tags found in the message (a
+	// header tag overrides a static tag of the same name; RFC 2047 words are
+	// decoded first, the first field of a name wins). Names and values hold only [A-Za-z0-9_-], at most
 	// 256 characters; empty values are dropped. Sorted by Name.
 	Tags []Tag
 
