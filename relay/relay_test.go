@@ -294,7 +294,7 @@ func TestMailFromOutsideTenant(t *testing.T) {
 		if err := c.Mail(from, nil); err != nil {
 			t.Fatalf("%s: %v", from, err)
 		}
-			if err := c.Reset(); err != nil {
+		if err := c.Reset(); err != nil {
 			t.Fatal(err)
 		}
 	}
