@@ -171,3 +171,47 @@ func (s *memSampler) Stop() int64 {
 	<-s.done
 	return s.peak
 }
+
+// machineCPU is the first line of /proc/stat: clock ticks spent by all
+// CPUs busy (user, nice, system, irq, softirq, steal) and idle (idle,
+// iowait) since boot.
+type machineCPU struct {
+	Busy, Idle, Steal uint64
+}
+
+// parseMachineStat reads the aggregate "cpu" line of proc(5) /proc/stat.
+func parseMachineStat(b []byte) (machineCPU, error) {
+	line, _, _ := bytes.Cut(b, []byte{'\n'})
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		return machineCPU{}, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var v [8]uint64
+	for i := range v {
+		n, err := strconv.ParseUint(f[i+1], 10, 64)
+		if err != nil {
+			return machineCPU{}, fmt.Errorf("/proc/stat: bad field %q", f[i+1])
+		}
+		v[i] = n
+	}
+	// user nice system idle iowait irq softirq steal
+	return machineCPU{Busy: v[0] + v[1] + v[2] + v[5] + v[6] + v[7], Idle: v[3] + v[4], Steal: v[7]}, nil
+}
+
+func readMachineCPU() (machineCPU, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machineCPU{}, err
+	}
+	return parseMachineStat(b)
+}
+
+// busyBetween returns the fraction of all CPUs busy between a and b, and
+// the fraction stolen by the hypervisor.
+func busyBetween(a, b machineCPU) (busy, steal float64) {
+	total := float64((b.Busy - a.Busy) + (b.Idle - a.Idle))
+	if total == 0 {
+		return 0, 0
+	}
+	return float64(b.Busy-a.Busy) / total, float64(b.Steal-a.Steal) / total
+}

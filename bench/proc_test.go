@@ -73,3 +73,20 @@ func TestAuxvValue(t *testing.T) {
 		t.Error("found a key after AT_NULL")
 	}
 }
+
+func TestParseMachineStat(t *testing.T) {
+	a, err := parseMachineStat([]byte("cpu  100 5 50 1000 10 1 4 40 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Busy != 200 || a.Idle != 1010 || a.Steal != 40 {
+		t.Errorf("parseMachineStat = %+v", a)
+	}
+	b := machineCPU{Busy: a.Busy + 150, Idle: a.Idle + 50, Steal: a.Steal + 20}
+	if busy, steal := busyBetween(a, b); busy != 0.75 || steal != 0.1 {
+		t.Errorf("busyBetween = %v, %v", busy, steal)
+	}
+	if _, err := parseMachineStat([]byte("intr 1 2 3\n")); err == nil {
+		t.Error("no error for a file without the cpu line")
+	}
+}

@@ -72,8 +72,13 @@ func (c *child) Stop(grace time.Duration) {
 func (c *child) logTail() string {
 	b, _ := os.ReadFile(c.log)
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > 20 {
-		lines = lines[len(lines)-20:]
+	if len(lines) > 5 {
+		lines = lines[len(lines)-5:]
+	}
+	for i, l := range lines {
+		if len(l) > 600 {
+			lines[i] = l[:600] + "…"
+		}
 	}
 	return strings.Join(lines, "\n")
 }

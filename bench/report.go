@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 )
 
@@ -137,6 +138,17 @@ func num(x float64, format string) string {
 // report prints the medians of scenario n as Markdown.
 func (o *orchestrator) report(n int) {
 	fmt.Fprintf(o.out, "## Scenario %d (medians of %d runs)\n\n", n, o.runs)
+	defer func() {
+		var busy, bg []float64
+		for i := range o.samples {
+			if s := &o.samples[i]; s.Scenario == n {
+				busy, bg = append(busy, s.MachineBusy), append(bg, s.Background)
+			}
+		}
+		fmt.Fprintf(o.out, "Whole machine during the measured windows: median %.0f%% of the CPUs busy; "+
+			"in the second before each load (other users of the machine): median %.0f%%, max %.0f%%.\n\n",
+			100*median(busy), 100*median(bg), 100*slices.Max(append(bg, 0)))
+	}()
 	switch n {
 	case 1:
 		o.throughputTable(n, []string{s1HTTP, s1HTTPS}, s1Base, false)
@@ -159,9 +171,9 @@ func (o *orchestrator) report(n int) {
 		for _, l := range []string{"relay, DKIM RSA-2048", "relay, DKIM Ed25519"} {
 			cost := o.medOf(n, l, "relay, no DKIM", perSec, func(x, y float64) float64 { return 1 - ratio(x, y) })
 			cpu := o.medOf(n, l, "relay, no DKIM", cpuPerMsg, diffOf)
-			rows = append(rows, []string{l, pct(cost), f3(cpu)})
+			rows = append(rows, []string{l, pct(cost), f3(cpu), o.firstDKIM(n, l)})
 		}
-		o.table([]string{"signing", "throughput lost vs no DKIM", "CPU ms/msg added"}, rows)
+		o.table([]string{"signing", "throughput lost vs no DKIM", "CPU ms/msg added", "DKIM a= seen by the stand-in"}, rows)
 	case 4:
 		size := float64(o.bigSize)
 		var rows [][]string
@@ -189,13 +201,34 @@ func (o *orchestrator) report(n int) {
 	}
 }
 
+// firstDKIM lists the distinct a= tags the stand-in saw on the first
+// message of each run ("none" when unsigned).
+func (o *orchestrator) firstDKIM(n int, label string) string {
+	var seen []string
+	for i := range o.samples {
+		s := &o.samples[i]
+		if s.Scenario != n || s.Label != label {
+			continue
+		}
+		a := s.StubFirstDKIM
+		if a == "" {
+			a = "none"
+		}
+		if !slices.Contains(seen, a) {
+			seen = append(seen, a)
+		}
+	}
+	return strings.Join(seen, ", ")
+}
+
 // throughputTable prints peak throughput rows and their ratio to the
 // baseline.
 func (o *orchestrator) throughputTable(n int, labels []string, base string, setup bool) {
-	head := []string{"server", "msg/s", "× baseline", "reply p50 ms", "reply p99 ms", "server CPU ms/msg", "peak RSS MiB", "failed"}
+	head := []string{"server", "msg/s", "× baseline", "reply p50 ms", "reply p99 ms", "server CPU ms/msg"}
 	if setup {
-		head = append(head[:6:6], "setup p50 ms", "setup p99 ms", "peak RSS MiB", "failed")
+		head = append(head, "setup p50 ms", "setup p99 ms")
 	}
+	head = append(head, "stand-in CPU ms/msg", "generator CPU ms/msg", "peak RSS MiB", "failed")
 	var rows [][]string
 	for _, l := range append(labels, base) {
 		r := "1"
@@ -206,7 +239,12 @@ func (o *orchestrator) throughputTable(n int, labels []string, base string, setu
 		if setup {
 			row = append(row, f2(o.med(n, l, setupP50)), f2(o.med(n, l, setupP99)))
 		}
-		row = append(row, f1(o.med(n, l, peakMiB)), f0(o.med(n, l, failed)))
+		stub := "–"
+		if l != base {
+			stub = f3(o.med(n, l, func(s *sample) float64 { return s.StubCPUPerMsg }))
+		}
+		row = append(row, stub, f3(o.med(n, l, func(s *sample) float64 { return s.Load.GeneratorCPUPerMsg })),
+			f1(o.med(n, l, peakMiB)), f0(o.med(n, l, failed)))
 		rows = append(rows, row)
 	}
 	o.table(head, rows)

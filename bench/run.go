@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -26,19 +27,22 @@ import (
 
 // runOpts are the flags of "bench run".
 type runOpts struct {
-	scenarios []int
-	runs      int
-	relayBin  string
-	duration  time.Duration
-	warmup    time.Duration
-	conns     int
-	size      int
-	bigSize   int
-	idle      int
-	dir       string
-	jsonOut   string
-	profile   string
-	self      string
+	scenarios  []int
+	runs       int
+	relayBin   string
+	duration   time.Duration
+	warmup     time.Duration
+	conns      int
+	size       int
+	bigSize    int
+	idle       int
+	dir        string
+	jsonOut    string
+	profile    string
+	profileBin string
+	quiet      float64
+	quietWait  time.Duration
+	self       string
 }
 
 // sample is one measurement of one server in one run.
@@ -57,8 +61,23 @@ type sample struct {
 	RSSAfter  int64   `json:"rss_after_bytes"` // VmRSS as the load ended
 	RSSPeak   int64   `json:"rss_peak_bytes"`  // largest VmRSS polled during the load
 	HWM       int64   `json:"rss_hwm_bytes"`   // VmHWM, the kernel's peak since start
-	StubCalls int64   `json:"ses_calls"`       // SendEmail calls the stand-in answered (whole process life)
 	CPUPerCon float64 `json:"server_cpu_ms_per_conn,omitempty"`
+
+	// The SES stand-in: SendEmail calls answered over its whole life,
+	// how the first message it received was signed, and its CPU time per
+	// message in the window (it shares the cores with the relay).
+	// Background is the fraction of all CPUs busy just before the load
+	// started (other work on the machine); see waitQuiet.
+	Background float64 `json:"background_busy"`
+	// MachineBusy is the fraction of all CPUs busy in the window, from
+	// /proc/stat (every process, the kernel's network work, the
+	// hypervisor's steal); Steal is the stolen part.
+	MachineBusy  float64 `json:"machine_busy"`
+	MachineSteal float64 `json:"machine_steal"`
+
+	StubCalls     int64   `json:"ses_calls"`
+	StubFirstDKIM string  `json:"ses_first_dkim"`
+	StubCPUPerMsg float64 `json:"ses_cpu_ms_per_msg,omitempty"`
 }
 
 // orchestrator runs scenarios and keeps every sample.
@@ -88,9 +107,12 @@ func runMain(args []string) error {
 	size := fs.String("size", "8KiB", "message size (scenarios 1-3)")
 	big := fs.String("big", "30MiB", "message size of scenario 4")
 	fs.IntVar(&o.idle, "idle", 1000, "idle connections of scenario 5")
+	fs.Float64Var(&o.quiet, "quiet", 0.15, "before each measurement wait for a second with at most this fraction of the CPUs busy")
+	fs.DurationVar(&o.quietWait, "quiet-wait", time.Minute, "longest wait for a quiet machine before measuring anyway")
 	fs.StringVar(&o.dir, "dir", "", "keep configs, keys and logs here (default: a temporary directory, removed)")
 	fs.StringVar(&o.jsonOut, "json", "", "also write every sample and the summary as JSON to this file")
-	fs.StringVar(&o.profile, "profile", "", "after the scenarios, take a CPU profile of the relay under scenario 1 load into this file (needs /debug/pprof on the relay's admin listener)")
+	fs.StringVar(&o.profile, "profile", "", "after the scenarios, take a CPU profile of the relay under scenario 1 load into this file")
+	fs.StringVar(&o.profileBin, "profile-bin", "", "the relay built under the profiler: go build -o /tmp/relayprof ./bench/relayprof")
 	fs.Parse(args) //nolint:errcheck // ExitOnError
 
 	var err error
@@ -230,22 +252,22 @@ func (s *server) stop() {
 	}
 }
 
-// stubCalls asks the stand-in how many SendEmail calls it answered.
-func (s *server) stubCalls() int64 {
+// stubStats asks the stand-in what it received.
+func (s *server) stubStats() stubStats {
 	if s.stubURL == "" {
-		return 0
+		return stubStats{}
 	}
 	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // our own stand-in
 	resp, err := c.Get(s.stubURL + statsPath)
 	if err != nil {
-		return -1
+		return stubStats{Requests: -1}
 	}
 	defer resp.Body.Close()
 	var st stubStats
 	if json.NewDecoder(resp.Body).Decode(&st) != nil {
-		return -1
+		return stubStats{Requests: -1}
 	}
-	return st.Requests
+	return st
 }
 
 // variant is a relay configuration to measure.
@@ -253,6 +275,7 @@ type variant struct {
 	name    string
 	stubTLS bool
 	dkim    string // "", "rsa" or "ed25519"
+	profile string // run bench/relayprof writing a CPU profile here
 }
 
 func (o *orchestrator) startBaseline(tag string) (*server, error) {
@@ -321,9 +344,17 @@ func (o *orchestrator) startRelay(tag string, v variant) (*server, error) {
 		"AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, "aws-credentials"),
 	}
 	if v.stubTLS {
-		env = append(env, "AWS_CA_BUNDLE="+caFile)
+		// AWS_CA_BUNDLE is how an SDK client is told to trust a private
+		// CA. SSL_CERT_FILE (Go's own root store on Linux) is set as well
+		// because the relay replaces the SDK's HTTP client and the bundle
+		// with it (see BENCHMARKS.md).
+		env = append(env, "AWS_CA_BUNDLE="+caFile, "SSL_CERT_FILE="+caFile)
 	}
-	p, err := startChild("relay", o.relayBin, []string{"serve", "--config", cfgFile}, env, filepath.Join(o.dir, tag+"-relay.log"))
+	bin, args := o.relayBin, []string{"serve", "--config", cfgFile}
+	if v.profile != "" {
+		bin, args = o.profileBin, []string{"--config", cfgFile, "--cpuprofile", v.profile, "--memprofile", v.profile + ".allocs"}
+	}
+	p, err := startChild("relay", bin, args, env, filepath.Join(o.dir, tag+"-relay.log"))
 	if err != nil {
 		s.stop()
 		return nil, err
@@ -371,23 +402,30 @@ func (o *orchestrator) measure(ctx context.Context, s *server, scenario, run int
 	cfg.Addr, cfg.User, cfg.Pass = s.addr, benchUser, benchPass
 	cfg.From, cfg.To = benchFrom, benchTo
 	sm := &sample{Scenario: scenario, Run: run, Label: label, Server: s.kind}
-	var cpu0, cpu1 procCPU
+	sm.Background = o.waitQuiet(ctx)
+	var cpu0, cpu1, stub0, stub1 procCPU
+	var mach0, mach1 machineCPU
 	var cpuErr error
 	cfg.OnWindow = func(start bool) {
+		mc, _ := readMachineCPU()
 		c, err := readCPU(pid)
 		cpuErr = errors.Join(cpuErr, err)
+		var sc procCPU
+		if s.stub != nil {
+			sc, _ = readCPU(s.stub.Pid())
+		}
 		if start {
-			cpu0 = c
+			cpu0, stub0, mach0 = c, sc, mc
 			if m, err := readMem(pid); err == nil {
 				sm.RSSBefore = m.RSS
 			}
 		} else {
-			cpu1 = c
+			cpu1, stub1, mach1 = c, sc, mc
 		}
 	}
 	if cfg.Idle > 0 {
 		cfg.Hold = func() {
-			time.Sleep(time.Second) // let the server settle after the last AUTH
+			time.Sleep(2 * time.Second) // let the server settle after the last AUTH
 			if m, err := readMem(pid); err == nil {
 				sm.RSSHeld = m.RSS
 			}
@@ -409,19 +447,52 @@ func (o *orchestrator) measure(ctx context.Context, s *server, scenario, run int
 	sm.RSSAfter, sm.HWM = m.RSS, m.HWM
 	sm.Load = res
 	sm.CPUms = ms(cpu1.Total() - cpu0.Total())
+	sm.MachineBusy, sm.MachineSteal = busyBetween(mach0, mach1)
 	if res.Messages > 0 {
 		sm.CPUPerMsg = sm.CPUms / float64(res.Messages)
+		sm.StubCPUPerMsg = ms(stub1.Total()-stub0.Total()) / float64(res.Messages)
 	}
 	if res.Kind == "idle" && res.Opened > 0 {
 		sm.CPUPerCon = sm.CPUms / float64(res.Opened)
 	}
-	sm.StubCalls = s.stubCalls()
+	st := s.stubStats()
+	sm.StubCalls, sm.StubFirstDKIM = st.Requests, st.FirstDKIM
 	o.samples = append(o.samples, *sm)
 	fmt.Fprintf(os.Stderr, "scenario %d run %d %-22s %s\n", scenario, run, label, sampleLine(sm))
 	if res.Messages == 0 && res.Opened == 0 {
 		return sm, s.proc.failed(label+": nothing succeeded", fmt.Errorf("errors %s %v", errorsLine(res.Errors), res.ErrorSamples))
 	}
 	return sm, nil
+}
+
+// waitQuiet waits, up to --quiet-wait, for a second in which less than
+// --quiet of the machine's CPU is busy (the cores are shared: a compile or
+// a test run elsewhere would be measured as the relay's slowness). It
+// returns the busy fraction of the last second it saw.
+func (o *orchestrator) waitQuiet(ctx context.Context) float64 {
+	deadline := time.Now().Add(o.quietWait)
+	for {
+		a, err := readMachineCPU()
+		if err != nil {
+			return math.NaN()
+		}
+		select {
+		case <-ctx.Done():
+			return math.NaN()
+		case <-time.After(time.Second):
+		}
+		b, err := readMachineCPU()
+		if err != nil {
+			return math.NaN()
+		}
+		busy, _ := busyBetween(a, b)
+		if busy <= o.quiet || time.Now().After(deadline) {
+			if busy > o.quiet {
+				fmt.Fprintf(os.Stderr, "machine still %.0f%% busy after waiting %s; measuring anyway\n", 100*busy, o.quietWait)
+			}
+			return busy
+		}
+	}
 }
 
 func sampleLine(s *sample) string {
@@ -432,7 +503,8 @@ func sampleLine(s *sample) string {
 	case "big":
 		return fmt.Sprintf("%.1f MiB in %.2fs, peak RSS %.1f MiB (HWM %.1f), errors %s", mib(int64(r.Size)), r.Seconds, mib(s.RSSPeak), mib(s.HWM), errorsLine(r.Errors))
 	}
-	return fmt.Sprintf("%.0f msg/s p50 %.2f p99 %.2f ms, %.3f ms CPU/msg, ses calls %d, errors %s", r.PerSec, r.Reply.P50, r.Reply.P99, s.CPUPerMsg, s.StubCalls, errorsLine(r.Errors))
+	return fmt.Sprintf("%.0f msg/s p50 %.2f p99 %.2f ms, %.3f ms CPU/msg (stand-in %.3f, generator %.3f), machine busy %.0f%% (before %.0f%%, steal %.0f%%), ses calls %d dkim %q, errors %s",
+		r.PerSec, r.Reply.P50, r.Reply.P99, s.CPUPerMsg, s.StubCPUPerMsg, r.GeneratorCPUPerMsg, 100*s.MachineBusy, 100*s.Background, 100*s.MachineSteal, s.StubCalls, s.StubFirstDKIM, errorsLine(r.Errors))
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
@@ -543,57 +615,31 @@ func (o *orchestrator) scenario1(ctx context.Context, tag string, run int) error
 	return err
 }
 
-// takeProfile runs scenario 1 (SES over HTTP) once more while fetching a
-// CPU profile from the relay's admin listener.
+// takeProfile runs scenario 1 (SES over HTTP) once more with the relay
+// built under the CPU profiler (bench/relayprof): the relay binary has no
+// profiling endpoint. The profile covers start, warmup and window.
 func (o *orchestrator) takeProfile(ctx context.Context) error {
-	s, err := o.startRelay("profile", variant{name: s1HTTP})
+	if o.profileBin == "" {
+		return errors.New("--profile needs --profile-bin (go build -o /tmp/relayprof ./bench/relayprof)")
+	}
+	cpu, err := filepath.Abs(o.profile)
+	if err != nil {
+		return err
+	}
+	s, err := o.startRelay("profile", variant{name: s1HTTP, profile: cpu})
 	if err != nil {
 		return err
 	}
 	defer s.stop()
-	url := "http://" + s.adminAddr + "/debug/pprof/profile?seconds=" + strconv.Itoa(int(o.duration.Seconds()))
-	if resp, err := http.Get("http://" + s.adminAddr + "/debug/pprof/"); err != nil || resp.StatusCode != http.StatusOK {
-		if err == nil {
-			resp.Body.Close()
-			err = errors.New(resp.Status)
-		}
-		return fmt.Errorf("profile: the relay does not serve /debug/pprof/ on its admin listener %s: %v", s.adminAddr, err)
-	}
-	type got struct {
-		b   []byte
-		err error
-	}
-	ch := make(chan got, 1)
-	cfg := o.throughput(modePersistent, 0)
-	cfg.OnWindow = nil
-	go func() {
-		time.Sleep(o.warmup)
-		resp, err := (&http.Client{Timeout: o.duration + 30*time.Second}).Get(url)
-		if err != nil {
-			ch <- got{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err == nil && resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("%s: %s", resp.Status, b)
-		}
-		ch <- got{b, err}
-	}()
-	cfg.Addr, cfg.User, cfg.Pass, cfg.From, cfg.To = s.addr, benchUser, benchPass, benchFrom, benchTo
-	cfg.Duration += 2 * time.Second // the profile must end inside the load
-	res, err := runLoad(ctx, cfg)
+	sm, err := o.measure(ctx, s, 0, 1, s1HTTP+" (profiled)", o.throughput(modePersistent, 0))
 	if err != nil {
 		return err
 	}
-	g := <-ch
-	if g.err != nil {
-		return fmt.Errorf("profile: %w", g.err)
+	s.stop() // SIGTERM: the profile is written on the way out
+	if _, err := os.Stat(cpu); err != nil {
+		return s.proc.failed("no profile written", err)
 	}
-	if err := os.WriteFile(o.profile, g.b, 0o644); err != nil {
-		return err
-	}
-	fmt.Fprintf(o.out, "CPU profile of the relay under scenario 1 (%.0f msg/s while profiled): %s\n"+
-		"read it with: go tool pprof -top -nodecount=40 %s %s\n", res.PerSec, o.profile, o.relayBin, o.profile)
+	fmt.Fprintf(o.out, "CPU profile of the relay under scenario 1 (%.0f msg/s, %.3f ms CPU/msg while profiled): %s (allocations: %s.allocs)\n"+
+		"read it with: go tool pprof -top -nodecount=40 %s %s\n\n", sm.Load.PerSec, sm.CPUPerMsg, cpu, cpu, o.profileBin, cpu)
 	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/hex"
@@ -12,8 +13,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/mail"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -39,11 +42,18 @@ type sesStub struct {
 
 	requests atomic.Int64
 	bytes    atomic.Int64
+	// first is the body of the first SendEmail call, kept so a run can
+	// check what the relay really sends (signed or not) at no cost to
+	// the calls that follow.
+	first atomic.Pointer[[]byte]
 }
 
 type stubStats struct {
 	Requests int64 `json:"requests"`
 	Bytes    int64 `json:"bytes"`
+	// FirstDKIM is the a= tag of the DKIM-Signature of the first
+	// message ("" when it was not signed).
+	FirstDKIM string `json:"first_dkim"`
 }
 
 // startSESStub listens on addr (HTTPS with a self-signed certificate when
@@ -100,7 +110,16 @@ func startSESStub(addr string, useTLS, h2 bool, delay time.Duration) (*sesStub, 
 }
 
 func (s *sesStub) sendEmail(w http.ResponseWriter, r *http.Request) {
-	n, err := io.Copy(io.Discard, r.Body)
+	var n int64
+	var err error
+	if s.first.Load() == nil {
+		var b []byte
+		b, err = io.ReadAll(r.Body)
+		n = int64(len(b))
+		s.first.CompareAndSwap(nil, &b)
+	} else {
+		n, err = io.Copy(io.Discard, r.Body)
+	}
 	if err != nil {
 		w.WriteHeader(http.StatusBadRequest)
 		return
@@ -127,9 +146,39 @@ func (s *sesStub) sendEmail(w http.ResponseWriter, r *http.Request) {
 	w.Write(b) //nolint:errcheck // the client went away
 }
 
-// Stats returns the number of SendEmail calls answered and their body bytes.
+// Stats returns the number of SendEmail calls answered, their body bytes
+// and how the first message was signed.
 func (s *sesStub) Stats() stubStats {
-	return stubStats{Requests: s.requests.Load(), Bytes: s.bytes.Load()}
+	st := stubStats{Requests: s.requests.Load(), Bytes: s.bytes.Load()}
+	if b := s.first.Load(); b != nil {
+		st.FirstDKIM = dkimAlgorithm(*b)
+	}
+	return st
+}
+
+// dkimAlgorithm returns the a= tag of the DKIM-Signature field of the raw
+// message inside a SendEmail request body, "" if there is none.
+func dkimAlgorithm(body []byte) string {
+	var req struct {
+		Content struct {
+			Raw struct {
+				Data []byte // base64 in JSON
+			}
+		}
+	}
+	if json.Unmarshal(body, &req) != nil {
+		return ""
+	}
+	m, err := mail.ReadMessage(bytes.NewReader(req.Content.Raw.Data))
+	if err != nil {
+		return ""
+	}
+	for tag := range strings.SplitSeq(m.Header.Get("DKIM-Signature"), ";") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(tag), "a="); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
 
 // URL is the endpoint to configure as ses.endpoint.

@@ -60,3 +60,18 @@ func TestSESStub(t *testing.T) {
 		}
 	}
 }
+
+func TestDKIMAlgorithm(t *testing.T) {
+	raw := "DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=bench.example.com;\r\n s=s1; h=From; bh=x; b=y\r\nFrom: a@bench.example.com\r\n\r\nbody\r\n"
+	body, _ := json.Marshal(map[string]any{"Content": map[string]any{"Raw": map[string]any{"Data": []byte(raw)}}})
+	if got := dkimAlgorithm(body); got != "ed25519-sha256" {
+		t.Errorf("signed: %q", got)
+	}
+	body, _ = json.Marshal(map[string]any{"Content": map[string]any{"Raw": map[string]any{"Data": []byte("From: a@b.example\r\n\r\nx\r\n")}}})
+	if got := dkimAlgorithm(body); got != "" {
+		t.Errorf("unsigned: %q", got)
+	}
+	if got := dkimAlgorithm([]byte("not json")); got != "" {
+		t.Errorf("garbage: %q", got)
+	}
+}
