@@ -27,22 +27,23 @@ import (
 
 // runOpts are the flags of "bench run".
 type runOpts struct {
-	scenarios  []int
-	runs       int
-	relayBin   string
-	duration   time.Duration
-	warmup     time.Duration
-	conns      int
-	size       int
-	bigSize    int
-	idle       int
-	dir        string
-	jsonOut    string
-	profile    string
-	profileBin string
-	quiet      float64
-	quietWait  time.Duration
-	self       string
+	scenarios   []int
+	runs        int
+	relayBin    string
+	duration    time.Duration
+	warmup      time.Duration
+	conns       int
+	size        int
+	bigSize     int
+	idle        int
+	dir         string
+	jsonOut     string
+	profile     string
+	profileBin  string
+	profileMode string
+	quiet       float64
+	quietWait   time.Duration
+	self        string
 }
 
 // sample is one measurement of one server in one run.
@@ -98,7 +99,7 @@ const (
 func runMain(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
 	var o runOpts
-	scen := fs.String("scenario", "1..5", `scenarios: "1", "1,3" or "1..5"`)
+	scen := fs.String("scenario", "1..5", `scenarios: "1", "1,3", "1..5", or "none" (with --profile)`)
 	fs.IntVar(&o.runs, "runs", 3, "runs per scenario (medians are reported)")
 	fs.StringVar(&o.relayBin, "relay-bin", "/tmp/sesrelay", "the sesrelay binary")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured window of each throughput measurement")
@@ -112,6 +113,7 @@ func runMain(args []string) error {
 	fs.StringVar(&o.dir, "dir", "", "keep configs, keys and logs here (default: a temporary directory, removed)")
 	fs.StringVar(&o.jsonOut, "json", "", "also write every sample and the summary as JSON to this file")
 	fs.StringVar(&o.profile, "profile", "", "after the scenarios, take a CPU profile of the relay under scenario 1 load into this file")
+	fs.StringVar(&o.profileMode, "profile-mode", modePersistent, "load while profiling: persistent (scenario 1) or per-message (scenario 2)")
 	fs.StringVar(&o.profileBin, "profile-bin", "", "the relay built under the profiler: go build -o /tmp/relayprof ./bench/relayprof")
 	fs.Parse(args) //nolint:errcheck // ExitOnError
 
@@ -179,6 +181,9 @@ func runMain(args []string) error {
 }
 
 func parseScenarios(s string) ([]int, error) {
+	if s == "none" { // only --profile
+		return nil, nil
+	}
 	var out []int
 	for part := range strings.SplitSeq(s, ",") {
 		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "..")
@@ -631,7 +636,7 @@ func (o *orchestrator) takeProfile(ctx context.Context) error {
 		return err
 	}
 	defer s.stop()
-	sm, err := o.measure(ctx, s, 0, 1, s1HTTP+" (profiled)", o.throughput(modePersistent, 0))
+	sm, err := o.measure(ctx, s, 0, 1, s1HTTP+" "+o.profileMode+" (profiled)", o.throughput(o.profileMode, 0))
 	if err != nil {
 		return err
 	}
@@ -639,7 +644,7 @@ func (o *orchestrator) takeProfile(ctx context.Context) error {
 	if _, err := os.Stat(cpu); err != nil {
 		return s.proc.failed("no profile written", err)
 	}
-	fmt.Fprintf(o.out, "CPU profile of the relay under scenario 1 (%.0f msg/s, %.3f ms CPU/msg while profiled): %s (allocations: %s.allocs)\n"+
-		"read it with: go tool pprof -top -nodecount=40 %s %s\n\n", sm.Load.PerSec, sm.CPUPerMsg, cpu, cpu, o.profileBin, cpu)
+	fmt.Fprintf(o.out, "CPU profile of the relay under %s load (%.0f msg/s, %.3f ms CPU/msg while profiled): %s (allocations: %s.allocs)\n"+
+		"read it with: go tool pprof -top -nodecount=40 %s %s\n\n", o.profileMode, sm.Load.PerSec, sm.CPUPerMsg, cpu, cpu, o.profileBin, cpu)
 	return nil
 }

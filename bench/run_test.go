@@ -36,7 +36,7 @@ func TestRelayConfigLoads(t *testing.T) {
 }
 
 func TestParseScenarios(t *testing.T) {
-	for in, want := range map[string][]int{"1": {1}, "1..5": {1, 2, 3, 4, 5}, "3,1": {3, 1}, "1..2,2,5": {1, 2, 5}} {
+	for in, want := range map[string][]int{"1": {1}, "1..5": {1, 2, 3, 4, 5}, "3,1": {3, 1}, "1..2,2,5": {1, 2, 5}, "none": nil} {
 		if got, err := parseScenarios(in); err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("parseScenarios(%q) = %v, %v", in, got, err)
 		}
