@@ -91,9 +91,6 @@ func SignedFields(h *textproto.Header) []string {
 	return keys
 }
 
-// ErrNoFrom is returned by Sign for a message without exactly one From.
-var ErrNoFrom = errors.New("dkim: the message must have exactly one From field to sign")
-
 // Sign removes every DKIM-Signature field from m (SES accepts only one, and
 // the relay's must be it), then signs m with relaxed/relaxed
 // canonicalization, SHA-256 (rsa-sha256 or ed25519-sha256 by key type), h=
@@ -104,10 +101,14 @@ var ErrNoFrom = errors.New("dkim: the message must have exactly one From field t
 // Sign is the last change to a message before it is sent: any later edit
 // of a signed field or of the body invalidates the signature. On error m
 // carries no DKIM-Signature and must not be sent (the relay fails closed).
+// The error is a *FormatError only when the message itself cannot be
+// signed (no single From, a signed field repeated so often that h= would
+// not fit in a line); anything else is the key's or the configuration's
+// fault.
 func Sign(m *Message, opts SignOptions) error {
 	delName(&m.Header, "DKIM-Signature")
-	if count(&m.Header, "From") != 1 {
-		return ErrNoFrom
+	if n := count(&m.Header, "From"); n != 1 {
+		return &FormatError{Field: "From", Reason: fmt.Sprintf("appears %d times; DKIM signing needs exactly one", n)}
 	}
 	if opts.Signer == nil {
 		return errors.New("dkim: no signing key")
@@ -124,6 +125,19 @@ func Sign(m *Message, opts SignOptions) error {
 		}
 		expires = now().Add(opts.Expiration)
 	}
+	keys := SignedFields(&m.Header)
+	// go-msgauth writes h= on one line: a client repeating a signed field
+	// many times could push it past the line limit. That is the message's
+	// fault, so say which field.
+	if n := len(" h=;") + len(strings.Join(keys, ":")); n > MaxLineLength {
+		top, most := "", 0
+		for _, k := range keys {
+			if c := count(&m.Header, k); c > most {
+				top, most = k, c
+			}
+		}
+		return &FormatError{Field: top, Reason: fmt.Sprintf("appears %d times; too many copies to sign", most)}
+	}
 	s, err := dkim.NewSigner(&dkim.SignOptions{
 		Domain:                 opts.Domain,
 		Selector:               opts.Selector,
@@ -131,7 +145,7 @@ func Sign(m *Message, opts SignOptions) error {
 		Hash:                   crypto.SHA256,
 		HeaderCanonicalization: dkim.CanonicalizationRelaxed,
 		BodyCanonicalization:   dkim.CanonicalizationRelaxed,
-		HeaderKeys:             SignedFields(&m.Header),
+		HeaderKeys:             keys,
 		Expiration:             expires,
 	})
 	if err != nil {

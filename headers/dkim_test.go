@@ -310,9 +310,18 @@ func TestSignRefuses(t *testing.T) {
 			}
 		})
 	}
-	if err := Sign(mustRead(t, msg("Subject: s", "", "")), good); !errors.Is(err, ErrNoFrom) {
-		t.Errorf("no From: %v", err)
+	wantFormatError(t, Sign(mustRead(t, msg("Subject: s", "", "")), good), "From", "appears 0 times")
+	many := []string{"From: a@example.com"}
+	for range 90 {
+		many = append(many, "Feedback-ID: a:b:c")
 	}
+	wantFormatError(t, Sign(mustRead(t, msg(append(many, "", "")...)), good), "Feedback-ID", "appears 90 times; too many copies to sign")
+	// Fewer copies are all signed, and the signature verifies.
+	m := mustRead(t, msg(append(many[:40], "", "")...))
+	if err := Sign(m, good); err != nil {
+		t.Fatal(err)
+	}
+	verifyOK(t, m.Bytes(), good.Signer.Public(), good)
 }
 
 func TestSignRefusesShortRSAKey(t *testing.T) {

@@ -173,7 +173,8 @@ var addressParser = mail.AddressParser{WordDecoder: &mime.WordDecoder{CharsetRea
 
 // ParseFrom returns the single mailbox of the message's single From field.
 // A missing From, several From fields, an unparsable value, a list of
-// mailboxes or a non-ASCII address is a *FormatError naming From.
+// mailboxes, group syntax (even with one member) or a non-ASCII address is
+// a *FormatError naming From.
 func ParseFrom(h *textproto.Header) (*mail.Address, error) {
 	froms := values(h, "From")
 	switch len(froms) {
@@ -182,6 +183,10 @@ func ParseFrom(h *textproto.Header) (*mail.Address, error) {
 	case 1:
 	default:
 		return nil, &FormatError{Field: "From", Reason: fmt.Sprintf("appears %d times; it may appear only once", len(froms))}
+	}
+	if isGroup(froms[0]) {
+		// net/mail takes "g: a@example.com;" for the mailbox alone.
+		return nil, &FormatError{Field: "From", Reason: "group syntax; it must be a single mailbox"}
 	}
 	a, err := addressParser.Parse(froms[0])
 	if err != nil {
@@ -241,6 +246,45 @@ func FromRewrite(h *textproto.Header, newFrom string, tenant string) error {
 	}
 	setFields(h, out)
 	return nil
+}
+
+// isGroup reports whether an address field value uses RFC 5322 group
+// syntax: a colon outside quoted strings, comments, angle brackets and
+// domain literals.
+func isGroup(v string) bool {
+	var quoted, angle, literal bool
+	comment := 0
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c == '\\' && (quoted || comment > 0):
+			i++ // quoted-pair
+		case quoted:
+			quoted = c != '"'
+		case comment > 0:
+			switch c {
+			case '(':
+				comment++
+			case ')':
+				comment--
+			}
+		case angle:
+			angle = c != '>'
+		case literal:
+			literal = c != ']'
+		case c == '"':
+			quoted = true
+		case c == '(':
+			comment = 1
+		case c == '<':
+			angle = true
+		case c == '[':
+			literal = true
+		case c == ':':
+			return true
+		}
+	}
+	return false
 }
 
 func isASCII(s string) bool {

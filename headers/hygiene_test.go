@@ -236,7 +236,9 @@ func TestFromRewriteRefuses(t *testing.T) {
 		{"missing", msg("Subject: s", "", ""), "missing"},
 		{"two fields", msg("From: a@shop.example", "From: b@shop.example", "", ""), "appears 2 times"},
 		{"two mailboxes", msg("From: a@shop.example, b@shop.example", "", ""), "not a single mailbox"},
-		{"group", msg("From: friends: a@shop.example, b@shop.example;", "", ""), "not a single mailbox"},
+		{"group", msg("From: friends: a@shop.example, b@shop.example;", "", ""), "group syntax"},
+		{"group of one", msg("From: friends: a@shop.example;", "", ""), "group syntax"},
+		{"empty group", msg("From: undisclosed-recipients:;", "", ""), "group syntax"},
 		{"garbage", msg("From: <<>>", "", ""), "not a single mailbox"},
 		{"non-ASCII address", msg("From: j\xc3\xb6rg@shop.example", "", ""), "non-ASCII address"},
 	} {
@@ -252,6 +254,25 @@ func TestFromRewriteRefuses(t *testing.T) {
 		var fe *FormatError
 		if err := FromRewrite(&m.Header, bad, "shop"); err == nil || errors.As(err, &fe) {
 			t.Errorf("FromRewrite(%q) = %v, want a plain error", bad, err)
+		}
+	}
+}
+
+func TestIsGroup(t *testing.T) {
+	for v, want := range map[string]bool{
+		"g: a@example.com;":                 true,
+		"g:;":                               true,
+		"a@example.com":                     false,
+		`"g: x" <a@example.com>`:            false,
+		`"esc \" g:" <a@example.com>`:       false,
+		"a@example.com (note: (nested:) x)": false,
+		`<a@example.com> (a\) b:)`:          false,
+		"<a@[IPv6:2001:db8::1]>":            false,
+		"a@[IPv6:2001:db8::1]":              false,
+		"x (c) : a@example.com;":            true,
+	} {
+		if got := isGroup(v); got != want {
+			t.Errorf("isGroup(%q) = %v, want %v", v, got, want)
 		}
 	}
 }
