@@ -103,8 +103,9 @@ func FuzzFromRewrite(f *testing.F) {
 		if strings.TrimSpace(name) == "" {
 			name = orig.Address
 		}
-		if got.Address != "noreply@relay.example.com" || got.Name != name+" via "+tenant {
-			t.Fatalf("new From is %q <%s>, want %q", got.Name, got.Address, name+" via "+tenant)
+		want := strings.ToValidUTF8(name+" via "+tenant, "\uFFFD")
+		if got.Address != "noreply@relay.example.com" || got.Name != want {
+			t.Fatalf("new From is %q <%s>, want %q\n%q", got.Name, got.Address, want, out)
 		}
 		rt, err := addressParser.Parse(m2.Header.Get("Reply-To"))
 		if err != nil || rt.Address != orig.Address {

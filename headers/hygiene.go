@@ -219,7 +219,7 @@ func FromRewrite(h *textproto.Header, newFrom string, tenant string) error {
 	if strings.TrimSpace(name) == "" {
 		name = orig.Address
 	}
-	from, err := formatField("From", (&mail.Address{Name: name + " via " + tenant, Address: newFrom}).String())
+	from, err := formatField("From", formatAddress(name+" via "+tenant, newFrom))
 	if err != nil {
 		return err
 	}
@@ -246,6 +246,20 @@ func FromRewrite(h *textproto.Header, newFrom string, tenant string) error {
 	}
 	setFields(h, out)
 	return nil
+}
+
+// formatAddress is mail.Address.String with one fix: a name that needs RFC
+// 2047 encoding and holds a backslash is B-encoded, where String would put
+// the backslash raw into a Q encoded-word, which no parser takes as a
+// phrase (RFC 2047 5(3); the standard library B-encodes for the other
+// specials but forgot this one). Invalid UTF-8 in the name becomes U+FFFD.
+func formatAddress(name, address string) string {
+	name = strings.ToValidUTF8(name, "\uFFFD")
+	a := &mail.Address{Name: name, Address: address}
+	if strings.Contains(name, "\\") && strings.ContainsFunc(name, func(r rune) bool { return r < ' ' || r > '~' }) {
+		return mime.BEncoding.Encode("utf-8", name) + " " + (&mail.Address{Address: address}).String()
+	}
+	return a.String()
 }
 
 // isGroup reports whether an address field value uses RFC 5322 group

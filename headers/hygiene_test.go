@@ -211,6 +211,11 @@ func TestFromRewrite(t *testing.T) {
 			want: msg("From: =?utf-8?q?J=C3=B6rg_via_shop?= <noreply@relay.example.com>", "Reply-To: <jorg@shop.example>", "", "body"),
 		},
 		{
+			name: "non-ASCII name with specials is B encoded",
+			in:   msg("From: =?utf-8?q?M=C3=BCller=2C_Hans_=5C_Co?= <hm@shop.example>", "", "body"),
+			want: msg("From: =?utf-8?b?TcO8bGxlciwgSGFucyBcIENvIHZpYSBzaG9w?=", " <noreply@relay.example.com>", "Reply-To: <hm@shop.example>", "", "body"),
+		},
+		{
 			name: "quotes in the name are escaped",
 			in:   msg(`From: "The \"Best\" Shop" <a@shop.example>`, "", "body"),
 			want: msg(`From: "The \"Best\" Shop via shop" <noreply@relay.example.com>`, "Reply-To: <a@shop.example>", "", "body"),
