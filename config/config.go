@@ -69,9 +69,16 @@ type TLS struct {
 	Certificate *tls.Certificate `mapstructure:"-"`
 }
 
-// Admin configures the HTTP listener for metrics and health.
+// Admin configures the HTTP listener for metrics and health. Changes
+// take effect after a restart.
 type Admin struct {
 	Address string `mapstructure:"address"`
+	// ReadyChecksSES makes /readyz also require a successful SES
+	// GetAccount call (cached for 30 s) when delivery.sender is ses.
+	ReadyChecksSES bool `mapstructure:"ready_checks_ses"`
+	// PProf serves Go's /debug/pprof/ handlers on the admin listener.
+	// Profiles reveal internals: keep the admin port private.
+	PProf bool `mapstructure:"pprof"`
 }
 
 // Log configures the zap logger.
