@@ -59,6 +59,7 @@ type Server struct {
 	cur      atomic.Pointer[state]
 	gen      atomic.Uint64
 	draining atomic.Bool
+	serving  atomic.Bool // Serve is running: see Ready
 
 	mu        sync.Mutex
 	conns     map[*trackedConn]struct{}
@@ -153,6 +154,12 @@ func (s *Server) Reload(cfg *config.Config) error {
 // Config returns the configuration in use.
 func (s *Server) Config() *config.Config { return s.snapshot().cfg }
 
+// Ready reports whether the server takes SMTP connections: Serve is
+// running on every bound listener and shutdown has not begun. It is what
+// the admin listener's /readyz reports, so a load balancer stops sending
+// connections as soon as the relay starts draining.
+func (s *Server) Ready() bool { return s.serving.Load() && !s.draining.Load() }
+
 // Listen binds every configured listener. Call Serve afterwards.
 func (s *Server) Listen() error {
 	cfg := s.snapshot().cfg
@@ -234,6 +241,8 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 		}()
 	}
+	s.serving.Store(true)
+	defer s.serving.Store(false)
 	var err error
 	select {
 	case <-ctx.Done():
