@@ -8,6 +8,14 @@ import (
 
 // Metrics are the relay's Prometheus collectors. A nil *Metrics records
 // nothing, so tests and tools can run without a registry.
+//
+// Every label value comes from a bounded set: tenant is a configured
+// tenant name (empty before AUTH succeeds), listener a bound listener
+// address, region a configured region, hash one configuration digest at a
+// time, and reason, outcome, result and scope are fixed words defined in
+// this package, in policy (reject reasons) or by Kind.String. No label
+// carries a client-supplied string, so a client cannot grow the number of
+// series. docs/operations.md lists every metric.
 type Metrics struct {
 	ConnsCurrent   prometheus.Gauge
 	ConnsTotal     *prometheus.CounterVec
@@ -19,9 +27,23 @@ type Metrics struct {
 	SESDuration    *prometheus.HistogramVec
 	PipelineTime   *prometheus.HistogramVec
 	RateLimitWaits *prometheus.CounterVec
+
+	ReloadSuccessful prometheus.Gauge
+	ReloadTimestamp  prometheus.Gauge
+	Reloads          *prometheus.CounterVec
+	ConfigInfo       *prometheus.GaugeVec
+	BuildInfo        *prometheus.GaugeVec
 }
 
-// NewMetrics creates the collectors and registers them on reg.
+// Values of the result label of sesrelay_config_reloads_total.
+const (
+	ReloadSuccess = "success"
+	ReloadFailure = "failure"
+)
+
+// NewMetrics creates the collectors and registers them on reg (nil: not
+// registered). Build information is set with SetBuildInfo, the loaded
+// configuration with ConfigLoaded.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		ConnsCurrent: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -31,7 +53,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sesrelay_connections_total", Help: "SMTP connections accepted, by listener.",
 		}, []string{"listener"}),
 		ConnsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sesrelay_connections_rejected_total", Help: "SMTP connections refused, by reason.",
+			Name: "sesrelay_connections_rejected_total", Help: "SMTP connections refused, by reason (network, max_connections, max_connections_per_ip).",
 		}, []string{"reason"}),
 		Auth: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sesrelay_auth_total", Help: "SMTP AUTH attempts, by result (success, failure, throttled, locked_out) and tenant (empty when unknown).",
@@ -56,12 +78,75 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		RateLimitWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sesrelay_rate_limit_total", Help: "Rate limiter decisions, by scope (global, tenant), tenant and result (waited, refused).",
 		}, []string{"scope", "tenant", "result"}),
+
+		ReloadSuccessful: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sesrelay_config_last_reload_successful", Help: "1 if the last configuration load or reload succeeded, 0 if it failed (the previous configuration stays in use).",
+		}),
+		ReloadTimestamp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sesrelay_config_last_reload_success_timestamp_seconds", Help: "Unix time of the last successful configuration load or reload.",
+		}),
+		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sesrelay_config_reloads_total", Help: "Configuration reloads, by result (success, failure).",
+		}, []string{"result"}),
+		ConfigInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sesrelay_config_info", Help: "Always 1; hash is the SHA-256 of the configuration file in use.",
+		}, []string{"hash"}),
+		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sesrelay_build_info", Help: "Always 1; the relay's version and the Go version it was built with.",
+		}, []string{"version", "goversion"}),
 	}
+	// Both results exist from the start, so rate() and increase() see the
+	// first failure.
+	m.Reloads.WithLabelValues(ReloadSuccess)
+	m.Reloads.WithLabelValues(ReloadFailure)
 	if reg != nil {
 		reg.MustRegister(m.ConnsCurrent, m.ConnsTotal, m.ConnsRejected, m.Auth, m.Messages,
-			m.Recipients, m.Bytes, m.SESDuration, m.PipelineTime, m.RateLimitWaits)
+			m.Recipients, m.Bytes, m.SESDuration, m.PipelineTime, m.RateLimitWaits,
+			m.ReloadSuccessful, m.ReloadTimestamp, m.Reloads, m.ConfigInfo, m.BuildInfo)
 	}
 	return m
+}
+
+// SetBuildInfo sets sesrelay_build_info{version, goversion} to 1.
+func (m *Metrics) SetBuildInfo(version, goVersion string) {
+	if m != nil {
+		m.BuildInfo.Reset()
+		m.BuildInfo.WithLabelValues(version, goVersion).Set(1)
+	}
+}
+
+// ConfigLoaded records the configuration the process started with: the
+// reload gauge at 1, its timestamp, and sesrelay_config_info{hash}. It
+// does not count a reload.
+func (m *Metrics) ConfigLoaded(hash string, at time.Time) {
+	if m != nil {
+		m.configInUse(hash, at)
+	}
+}
+
+// Reloaded records one reload attempt: err == nil means the configuration
+// hashing to hash is now in use; otherwise the previous one stays (and so
+// do its hash and timestamp) and the success gauge drops to 0 until a
+// reload succeeds.
+func (m *Metrics) Reloaded(hash string, at time.Time, err error) {
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.Reloads.WithLabelValues(ReloadFailure).Inc()
+		m.ReloadSuccessful.Set(0)
+		return
+	}
+	m.Reloads.WithLabelValues(ReloadSuccess).Inc()
+	m.configInUse(hash, at)
+}
+
+func (m *Metrics) configInUse(hash string, at time.Time) {
+	m.ReloadSuccessful.Set(1)
+	m.ReloadTimestamp.Set(float64(at.UnixNano()) / 1e9)
+	// One series at a time: the hash of the configuration in use.
+	m.ConfigInfo.Reset()
+	m.ConfigInfo.WithLabelValues(hash).Set(1)
 }
 
 func (m *Metrics) connRejected(reason string) {
@@ -89,10 +174,16 @@ func (m *Metrics) auth(tenant, result string) {
 	}
 }
 
+// message counts one message outcome. d is the time from the end of DATA
+// to the reply; d == 0 means the message was refused before DATA (at
+// MAIL FROM) and observes no pipeline latency, so those refusals do not
+// drag the latency quantiles towards zero.
 func (m *Metrics) message(tenant, outcome, reason string, d time.Duration) {
 	if m != nil {
 		m.Messages.WithLabelValues(tenant, outcome, reason).Inc()
-		m.PipelineTime.WithLabelValues(outcome).Observe(d.Seconds())
+		if d > 0 {
+			m.PipelineTime.WithLabelValues(outcome).Observe(d.Seconds())
+		}
 	}
 }
 
