@@ -124,15 +124,15 @@ func (m *Metrics) ConfigLoaded(hash string, at time.Time) {
 	}
 }
 
-// Reloaded records one reload attempt: err == nil means the configuration
-// hashing to hash is now in use; otherwise the previous one stays (and so
-// do its hash and timestamp) and the success gauge drops to 0 until a
-// reload succeeds.
-func (m *Metrics) Reloaded(hash string, at time.Time, err error) {
+// Reloaded records one reload attempt: ok means the configuration hashing
+// to hash is now in use; otherwise the previous one stays (and so do its
+// hash and timestamp) and the success gauge drops to 0 until a reload
+// succeeds.
+func (m *Metrics) Reloaded(hash string, ok bool, at time.Time) {
 	if m == nil {
 		return
 	}
-	if err != nil {
+	if !ok {
 		m.Reloads.WithLabelValues(ReloadFailure).Inc()
 		m.ReloadSuccessful.Set(0)
 		return
