@@ -228,7 +228,7 @@ func (o *orchestrator) throughputTable(n int, labels []string, base string, setu
 	if setup {
 		head = append(head, "setup p50 ms", "setup p99 ms")
 	}
-	head = append(head, "stand-in CPU ms/msg", "generator CPU ms/msg", "peak RSS MiB", "failed")
+	head = append(head, "stand-in CPU ms/msg", "generator CPU ms/msg", "SES conns opened", "peak RSS MiB", "failed")
 	var rows [][]string
 	for _, l := range append(labels, base) {
 		r := "1"
@@ -239,11 +239,12 @@ func (o *orchestrator) throughputTable(n int, labels []string, base string, setu
 		if setup {
 			row = append(row, f2(o.med(n, l, setupP50)), f2(o.med(n, l, setupP99)))
 		}
-		stub := "–"
+		stub, conns := "–", "–"
 		if l != base {
 			stub = f3(o.med(n, l, func(s *sample) float64 { return s.StubCPUPerMsg }))
+			conns = f0(o.med(n, l, func(s *sample) float64 { return float64(s.StubConns) }))
 		}
-		row = append(row, stub, f3(o.med(n, l, func(s *sample) float64 { return s.Load.GeneratorCPUPerMsg })),
+		row = append(row, stub, f3(o.med(n, l, func(s *sample) float64 { return s.Load.GeneratorCPUPerMsg })), conns,
 			f1(o.med(n, l, peakMiB)), f0(o.med(n, l, failed)))
 		rows = append(rows, row)
 	}

@@ -36,6 +36,7 @@ type runOpts struct {
 	size        int
 	bigSize     int
 	idle        int
+	idlePar     int
 	dir         string
 	jsonOut     string
 	profile     string
@@ -77,6 +78,7 @@ type sample struct {
 	MachineSteal float64 `json:"machine_steal"`
 
 	StubCalls     int64   `json:"ses_calls"`
+	StubConns     int64   `json:"ses_connections"` // connections the relay opened to the stand-in
 	StubFirstDKIM string  `json:"ses_first_dkim"`
 	StubCPUPerMsg float64 `json:"ses_cpu_ms_per_msg,omitempty"`
 }
@@ -108,6 +110,7 @@ func runMain(args []string) error {
 	size := fs.String("size", "8KiB", "message size (scenarios 1-3)")
 	big := fs.String("big", "30MiB", "message size of scenario 4")
 	fs.IntVar(&o.idle, "idle", 1000, "idle connections of scenario 5")
+	fs.IntVar(&o.idlePar, "idle-par", 50, "connections scenario 5 opens at a time")
 	fs.Float64Var(&o.quiet, "quiet", 0.15, "before each measurement wait for a second with at most this fraction of the CPUs busy")
 	fs.DurationVar(&o.quietWait, "quiet-wait", time.Minute, "longest wait for a quiet machine before measuring anyway")
 	fs.StringVar(&o.dir, "dir", "", "keep configs, keys and logs here (default: a temporary directory, removed)")
@@ -461,7 +464,7 @@ func (o *orchestrator) measure(ctx context.Context, s *server, scenario, run int
 		sm.CPUPerCon = sm.CPUms / float64(res.Opened)
 	}
 	st := s.stubStats()
-	sm.StubCalls, sm.StubFirstDKIM = st.Requests, st.FirstDKIM
+	sm.StubCalls, sm.StubFirstDKIM, sm.StubConns = st.Requests, st.FirstDKIM, st.Conns
 	o.samples = append(o.samples, *sm)
 	fmt.Fprintf(os.Stderr, "scenario %d run %d %-22s %s\n", scenario, run, label, sampleLine(sm))
 	if res.Messages == 0 && res.Opened == 0 {
@@ -508,8 +511,8 @@ func sampleLine(s *sample) string {
 	case "big":
 		return fmt.Sprintf("%.1f MiB in %.2fs, peak RSS %.1f MiB (HWM %.1f), errors %s", mib(int64(r.Size)), r.Seconds, mib(s.RSSPeak), mib(s.HWM), errorsLine(r.Errors))
 	}
-	return fmt.Sprintf("%.0f msg/s p50 %.2f p99 %.2f ms, %.3f ms CPU/msg (stand-in %.3f, generator %.3f), machine busy %.0f%% (before %.0f%%, steal %.0f%%), ses calls %d dkim %q, errors %s",
-		r.PerSec, r.Reply.P50, r.Reply.P99, s.CPUPerMsg, s.StubCPUPerMsg, r.GeneratorCPUPerMsg, 100*s.MachineBusy, 100*s.Background, 100*s.MachineSteal, s.StubCalls, s.StubFirstDKIM, errorsLine(r.Errors))
+	return fmt.Sprintf("%.0f msg/s p50 %.2f p99 %.2f ms, %.3f ms CPU/msg (stand-in %.3f, generator %.3f), machine busy %.0f%% (before %.0f%%, steal %.0f%%), ses calls %d over %d conns, dkim %q, errors %s",
+		r.PerSec, r.Reply.P50, r.Reply.P99, s.CPUPerMsg, s.StubCPUPerMsg, r.GeneratorCPUPerMsg, 100*s.MachineBusy, 100*s.Background, 100*s.MachineSteal, s.StubCalls, s.StubConns, s.StubFirstDKIM, errorsLine(r.Errors))
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
@@ -542,7 +545,7 @@ func (o *orchestrator) scenario(ctx context.Context, n int) error {
 				loadConfig{Mode: modePersistent, Conns: 1, Big: o.bigSize, Timeout: 5 * time.Minute})
 		case 5:
 			err = o.pair(ctx, tag, n, run, []variant{{name: "relay (SES over HTTP)"}},
-				loadConfig{Mode: modePersistent, Conns: 1, Idle: o.idle, MaxSetup: 50, Timeout: time.Minute})
+				loadConfig{Mode: modePersistent, Conns: 1, Idle: o.idle, MaxSetup: o.idlePar, Timeout: time.Minute})
 		}
 		if err != nil {
 			return fmt.Errorf("scenario %d run %d: %w", n, run, err)

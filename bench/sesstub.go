@@ -42,6 +42,7 @@ type sesStub struct {
 
 	requests atomic.Int64
 	bytes    atomic.Int64
+	conns    atomic.Int64
 	// first is the body of the first SendEmail call, kept so a run can
 	// check what the relay really sends (signed or not) at no cost to
 	// the calls that follow.
@@ -51,6 +52,9 @@ type sesStub struct {
 type stubStats struct {
 	Requests int64 `json:"requests"`
 	Bytes    int64 `json:"bytes"`
+	// Conns is the number of connections the relay opened: with a
+	// well-sized pool it stays near the relay's concurrency.
+	Conns int64 `json:"connections"`
 	// FirstDKIM is the a= tag of the DKIM-Signature of the first
 	// message ("" when it was not signed).
 	FirstDKIM string `json:"first_dkim"`
@@ -78,6 +82,11 @@ func startSESStub(addr string, useTLS, h2 bool, delay time.Duration) (*sesStub, 
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          log.New(io.Discard, "", 0),
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				s.conns.Add(1)
+			}
+		},
 	}
 	// The real endpoint is reached over HTTP/1.1 by default clients; an
 	// HTTP/2 stand-in would hide the cost of opening pooled connections.
@@ -149,7 +158,7 @@ func (s *sesStub) sendEmail(w http.ResponseWriter, r *http.Request) {
 // Stats returns the number of SendEmail calls answered, their body bytes
 // and how the first message was signed.
 func (s *sesStub) Stats() stubStats {
-	st := stubStats{Requests: s.requests.Load(), Bytes: s.bytes.Load()}
+	st := stubStats{Requests: s.requests.Load(), Bytes: s.bytes.Load(), Conns: s.conns.Load()}
 	if b := s.first.Load(); b != nil {
 		st.FirstDKIM = dkimAlgorithm(*b)
 	}
@@ -220,6 +229,6 @@ func sesStubMain(args []string) error {
 	defer stop()
 	<-ctx.Done()
 	st := s.Stats()
-	fmt.Fprintf(os.Stderr, "sesstub: %d SendEmail calls, %d bytes\n", st.Requests, st.Bytes)
+	fmt.Fprintf(os.Stderr, "sesstub: %d SendEmail calls, %d bytes, %d connections\n", st.Requests, st.Bytes, st.Conns)
 	return s.Close()
 }

@@ -47,7 +47,7 @@ func TestSESStub(t *testing.T) {
 		if len(ids) != 3 {
 			t.Errorf("MessageIds repeat: %v", ids)
 		}
-		if st := s.Stats(); st.Requests != 3 || st.Bytes != 3*int64(len(`{"Content":{"Raw":{"Data":"eA=="}}}`)) {
+		if st := s.Stats(); st.Requests != 3 || st.Conns != 1 || st.Bytes != 3*int64(len(`{"Content":{"Raw":{"Data":"eA=="}}}`)) {
 			t.Errorf("stats %+v", st)
 		}
 		resp, err := client.Get(s.URL() + "/v2/email/account")
