@@ -117,7 +117,7 @@ func runMain(args []string) error {
 	fs.StringVar(&o.jsonOut, "json", "", "also write every sample and the summary as JSON to this file")
 	fs.StringVar(&o.profile, "profile", "", "after the scenarios, take a CPU profile of the relay under scenario 1 load into this file")
 	fs.StringVar(&o.profileMode, "profile-mode", modePersistent, "load while profiling: persistent (scenario 1) or per-message (scenario 2)")
-	fs.StringVar(&o.profileBin, "profile-bin", "", "the relay built under the profiler: go build -o /tmp/relayprof ./bench/relayprof")
+	fs.StringVar(&o.profileBin, "profile-bin", "", "profile this build instead of using the admin listener's /debug/pprof: go build -o /tmp/relayprof ./bench/relayprof")
 	fs.Parse(args) //nolint:errcheck // ExitOnError
 
 	var err error
@@ -376,7 +376,8 @@ func (o *orchestrator) startRelay(tag string, v variant) (*server, error) {
 }
 
 // relayConfig is the relay's configuration file: one STARTTLS listener,
-// the stand-in as the SES endpoint, one tenant, DKIM when keyFile is set.
+// the stand-in as the SES endpoint, one tenant, DKIM when keyFile is set,
+// the admin listener (metrics, and pprof for --profile) on loopback.
 // Connection limits are out of the way; everything else is the default.
 func relayConfig(addr, adminAddr, stubURL, hash, keyFile string) string {
 	var b strings.Builder
@@ -388,7 +389,7 @@ server:
   max_message_bytes: 41943040
   max_connections: 5000
   max_connections_per_ip: 0
-admin: {address: %q}
+admin: {address: %q, pprof: true}
 log: {level: warn, format: json}
 delivery: {sender: ses}
 ses: {region: us-east-1, endpoint: %q, timeout: 30s, max_attempts: 1}
@@ -623,31 +624,97 @@ func (o *orchestrator) scenario1(ctx context.Context, tag string, run int) error
 	return err
 }
 
-// takeProfile runs scenario 1 (SES over HTTP) once more with the relay
-// built under the CPU profiler (bench/relayprof): the relay binary has no
-// profiling endpoint. The profile covers start, warmup and window.
+// takeProfile runs one more load (SES over HTTP) while profiling the
+// relay: with --profile-bin, under bench/relayprof (the relay as "serve"
+// builds it, started under the CPU profiler); otherwise through
+// /debug/pprof/ on the relay's admin listener (admin.pprof), fetched for
+// the measured window.
 func (o *orchestrator) takeProfile(ctx context.Context) error {
-	if o.profileBin == "" {
-		return errors.New("--profile needs --profile-bin (go build -o /tmp/relayprof ./bench/relayprof)")
-	}
 	cpu, err := filepath.Abs(o.profile)
 	if err != nil {
 		return err
 	}
-	s, err := o.startRelay("profile", variant{name: s1HTTP, profile: cpu})
+	v := variant{name: s1HTTP}
+	if o.profileBin != "" {
+		v.profile = cpu
+	}
+	s, err := o.startRelay("profile", v)
 	if err != nil {
 		return err
 	}
 	defer s.stop()
-	sm, err := o.measure(ctx, s, 0, 1, s1HTTP+" "+o.profileMode+" (profiled)", o.throughput(o.profileMode, 0))
+	cfg := o.throughput(o.profileMode, 0)
+	var fetched chan error
+	if o.profileBin == "" {
+		base := "http://" + s.adminAddr + "/debug/pprof/"
+		resp, err := http.Get(base)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				err = errors.New(resp.Status)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("profile: the relay does not serve %s (%v); build bench/relayprof and pass --profile-bin", base, err)
+		}
+		// The profile covers the measured window: it starts after the
+		// warmup and lasts the window.
+		fetched = make(chan error, 1)
+		go func() {
+			select {
+			case <-time.After(o.warmup):
+			case <-ctx.Done():
+				fetched <- ctx.Err()
+				return
+			}
+			err := fetchTo(ctx, fmt.Sprintf("%sprofile?seconds=%d", base, int(o.duration.Seconds())), cpu, o.duration+30*time.Second)
+			if err == nil {
+				err = fetchTo(ctx, base+"allocs", cpu+".allocs", 30*time.Second)
+			}
+			fetched <- err
+		}()
+	}
+	sm, err := o.measure(ctx, s, 0, 1, s1HTTP+" "+o.profileMode+" (profiled)", cfg)
 	if err != nil {
 		return err
 	}
-	s.stop() // SIGTERM: the profile is written on the way out
+	if fetched != nil {
+		if err := <-fetched; err != nil {
+			return fmt.Errorf("profile: %w", err)
+		}
+	}
+	s.stop() // relayprof writes its profiles on the way out
 	if _, err := os.Stat(cpu); err != nil {
 		return s.proc.failed("no profile written", err)
 	}
+	bin := o.relayBin
+	if o.profileBin != "" {
+		bin = o.profileBin
+	}
 	fmt.Fprintf(o.out, "CPU profile of the relay under %s load (%.0f msg/s, %.3f ms CPU/msg while profiled): %s (allocations: %s.allocs)\n"+
-		"read it with: go tool pprof -top -nodecount=40 %s %s\n\n", o.profileMode, sm.Load.PerSec, sm.CPUPerMsg, cpu, cpu, o.profileBin, cpu)
+		"read it with: go tool pprof -top -nodecount=40 %s %s\n\n", o.profileMode, sm.Load.PerSec, sm.CPUPerMsg, cpu, cpu, bin, cpu)
 	return nil
+}
+
+// fetchTo GETs url into file.
+func fetchTo(ctx context.Context, url, file string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return os.WriteFile(file, b, 0o644)
 }
