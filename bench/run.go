@@ -42,6 +42,7 @@ type runOpts struct {
 	profile     string
 	profileBin  string
 	profileMode string
+	profileDKIM string
 	quiet       float64
 	quietWait   time.Duration
 	self        string
@@ -116,6 +117,7 @@ func runMain(args []string) error {
 	fs.StringVar(&o.dir, "dir", "", "keep configs, keys and logs here (default: a temporary directory, removed)")
 	fs.StringVar(&o.jsonOut, "json", "", "also write every sample and the summary as JSON to this file")
 	fs.StringVar(&o.profile, "profile", "", "after the scenarios, take a CPU profile of the relay under scenario 1 load into this file")
+	fs.StringVar(&o.profileDKIM, "profile-dkim", "", `with --profile: sign with the "rsa" or "ed25519" key`)
 	fs.StringVar(&o.profileMode, "profile-mode", modePersistent, "load while profiling: persistent (scenario 1) or per-message (scenario 2)")
 	fs.StringVar(&o.profileBin, "profile-bin", "", "profile this build instead of using the admin listener's /debug/pprof: go build -o /tmp/relayprof ./bench/relayprof")
 	fs.Parse(args) //nolint:errcheck // ExitOnError
@@ -129,6 +131,12 @@ func runMain(args []string) error {
 	}
 	if o.bigSize, err = parseSize(*big); err != nil {
 		return err
+	}
+	if o.profileDKIM != "" && o.profileDKIM != "rsa" && o.profileDKIM != "ed25519" {
+		return fmt.Errorf(`--profile-dkim must be "rsa" or "ed25519", got %q`, o.profileDKIM)
+	}
+	if o.profileMode != modePersistent && o.profileMode != modePerMessage {
+		return fmt.Errorf("--profile-mode must be %s or %s", modePersistent, modePerMessage)
 	}
 	if o.runs < 1 {
 		return errors.New("--runs must be at least 1")
@@ -634,7 +642,7 @@ func (o *orchestrator) takeProfile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	v := variant{name: s1HTTP}
+	v := variant{name: s1HTTP, dkim: o.profileDKIM}
 	if o.profileBin != "" {
 		v.profile = cpu
 	}
@@ -674,7 +682,11 @@ func (o *orchestrator) takeProfile(ctx context.Context) error {
 			fetched <- err
 		}()
 	}
-	sm, err := o.measure(ctx, s, 0, 1, s1HTTP+" "+o.profileMode+" (profiled)", cfg)
+	label := s1HTTP + " " + o.profileMode
+	if o.profileDKIM != "" {
+		label += ", DKIM " + o.profileDKIM
+	}
+	sm, err := o.measure(ctx, s, 0, 1, label+" (profiled)", cfg)
 	if err != nil {
 		return err
 	}
@@ -692,7 +704,7 @@ func (o *orchestrator) takeProfile(ctx context.Context) error {
 		bin = o.profileBin
 	}
 	fmt.Fprintf(o.out, "CPU profile of the relay under %s load (%.0f msg/s, %.3f ms CPU/msg while profiled): %s (allocations: %s.allocs)\n"+
-		"read it with: go tool pprof -top -nodecount=40 %s %s\n\n", o.profileMode, sm.Load.PerSec, sm.CPUPerMsg, cpu, cpu, bin, cpu)
+		"read it with: go tool pprof -top -nodecount=40 %s %s\n\n", label, sm.Load.PerSec, sm.CPUPerMsg, cpu, cpu, bin, cpu)
 	return nil
 }
 
