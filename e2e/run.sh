@@ -240,6 +240,7 @@ swaks_send() { # swaks arguments (server, TLS, auth, envelope, data)
 	timeout 60 swaks --suppress-data --timeout 30 "$@" >"$out" 2>&1
 	REPLY=$(sed -nE 's/^ *(<-|<~|<\*\*|<~\*) +//p' "$out" | grep -Ev '^221' | tail -n 1)
 	[ -n "$REPLY" ] || REPLY="ERROR $(tail -n 3 "$out" | tr '\n' ' ')"
+	USED=$(sed -nE 's/^ *(->|~>) +(STARTTLS|AUTH [A-Z]+).*/\2/p' "$out" | tr '\n' ' ')
 	cp "$out" "$TMP/last-client.out"
 }
 
@@ -256,7 +257,16 @@ nm_send() {
 	out=$(cd "$E2E_DIR" && timeout 60 node lib/nodemailer-send.js "$@" 2>&1)
 	REPLY=$(printf '%s\n' "$out" | sed -n 's/^REPLY //p' | tail -n 1)
 	[ -n "$REPLY" ] || REPLY="ERROR $out"
+	USED=$(printf '%s\n' "$out" | sed -n 's/^USED //p' | tail -n 1)
 	printf '%s\n' "$out" >"$TMP/last-client.out"
+}
+
+# expect_used WORDS: the client's protocol log shows these commands in this
+# order (swaks' transcript, nodemailer's logger), e.g. "STARTTLS AUTH LOGIN".
+USED=
+expect_used() {
+	[[ " $USED " == *" $1 "* ]] || problem "the client used \"$USED\", want \"$1\""
+	USED=
 }
 
 queued_id() { printf '%s' "${REPLY##*queued as }" | tr -d '\r '; }
@@ -310,6 +320,7 @@ case_swaks_starttls_login() {
 		--from app@alpha.example.com --to customer@example.net,hidden-bcc@example.net \
 		--header "To: customer@example.net" --header "Subject: $m" --body "Delivery over STARTTLS with AUTH LOGIN."
 	expect_reply '^250 2\.0\.0 Ok: queued as ses-[0-9]+'
+	expect_used "STARTTLS AUTH LOGIN"
 	check sent --log "$SES_LOG" --marker "$m" --to customer@example.net,hidden-bcc@example.net \
 		--config-set alpha-tx --tags "$ALPHA_TAGS,from_domain=alpha_example_com" --absent-text hidden-bcc@ \
 		--absent-header DKIM-Signature --queued-id "$(queued_id)" --store "$EMU_URL" || CASE_OK=0
@@ -320,6 +331,7 @@ case_swaks_implicit_plain() {
 	swaks_send --server "127.0.0.1:$P_IMPLICIT" --tlsc --auth PLAIN --auth-user "$BETA_USER" --auth-password "$BETA_PW" \
 		--from news@beta.example.org --to reader@example.net --header "Subject: $m" --body "Delivery over implicit TLS with AUTH PLAIN."
 	expect_reply '^250 2\.0\.0 Ok: queued as ses-[0-9]+'
+	expect_used "AUTH PLAIN"
 	check sent --log "$SES_LOG" --marker "$m" --to reader@example.net --config-set beta-marketing \
 		--tags "$BETA_TAGS,from_domain=beta_example_org" --queued-id "$(queued_id)" --store "$EMU_URL" || CASE_OK=0
 }
@@ -349,6 +361,7 @@ case_nodemailer_implicit_plain() {
 	nm_send --port "$P_IMPLICIT" --mode implicit --auth PLAIN --user "$ALPHA_USER" --password "$ALPHA_PW" \
 		--from app@alpha.example.com --to customer@example.net --bcc hidden-bcc@example.net --subject "$m"
 	expect_reply '^250 2\.0\.0 Ok: queued as ses-[0-9]+'
+	expect_used "AUTH PLAIN"
 	check sent --log "$SES_LOG" --marker "$m" --to customer@example.net,hidden-bcc@example.net --config-set alpha-tx \
 		--tags "$ALPHA_TAGS,from_domain=alpha_example_com" --absent-text hidden-bcc@ \
 		--queued-id "$(queued_id)" --store "$EMU_URL" || CASE_OK=0
@@ -359,6 +372,7 @@ case_nodemailer_starttls_login() {
 	nm_send --port "$P_STARTTLS" --mode starttls --auth LOGIN --user "$BETA_USER" --password "$BETA_PW" \
 		--from news@beta.example.org --to reader@example.net --subject "$m"
 	expect_reply '^250 2\.0\.0 Ok: queued as ses-[0-9]+'
+	expect_used "STARTTLS AUTH LOGIN"
 	check sent --log "$SES_LOG" --marker "$m" --to reader@example.net --config-set beta-marketing \
 		--tags "$BETA_TAGS,from_domain=beta_example_org" --queued-id "$(queued_id)" --store "$EMU_URL" || CASE_OK=0
 }

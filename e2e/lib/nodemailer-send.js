@@ -10,6 +10,7 @@
 // transaction and exits 0 when it could talk to the server, 2 otherwise.
 'use strict';
 
+const util = require('util');
 const nodemailer = require('nodemailer');
 
 function parseArgs(argv) {
@@ -25,6 +26,14 @@ function parseArgs(argv) {
 async function main() {
     const o = parseArgs(process.argv.slice(2));
     const implicit = o.mode === 'implicit';
+    // nodemailer's protocol log, to report which AUTH mechanism it used.
+    const commands = [];
+    const record = (entry, message, ...args) => {
+        if (!entry || entry.tnx !== 'client') return;
+        const m = util.format(message, ...args).match(/^(AUTH [A-Z0-9-]+|STARTTLS)/);
+        if (m) commands.push(m[1]);
+    };
+    const logger = { trace: record, debug: record, info: record, warn: record, error: record, fatal: record, level: () => {} };
     const transport = nodemailer.createTransport({
         host: '127.0.0.1',
         port: Number(o.port),
@@ -35,7 +44,9 @@ async function main() {
         tls: { rejectUnauthorized: false },
         connectionTimeout: 10000,
         greetingTimeout: 10000,
-        socketTimeout: 30000
+        socketTimeout: 30000,
+        logger,
+        debug: true
     });
     const headers = {};
     for (const h of o.header) {
@@ -52,11 +63,14 @@ async function main() {
         envelope: { from: o.from, to: [o.to].concat(o.bcc ? [o.bcc] : []) }
     };
     if (o.bcc) message.bcc = o.bcc;
+    const used = () => console.log(`USED ${commands.join(' ')}`);
     try {
         const info = await transport.sendMail(message);
+        used();
         console.log(`REPLY ${info.response}`);
         return 0;
     } catch (err) {
+        used();
         if (err.responseCode) {
             console.log(`REPLY ${err.response}`);
             return 0;
