@@ -4,7 +4,11 @@
 // from a local map built from the private key files: no DNS.
 //
 //   dkim-verify.js --raw FILE --key DOMAIN:SELECTOR:PRIVATE_KEY_PEM [--key ...]
+//                  [--record DOMAIN:SELECTOR:RECORD_FILE]
 //                  --expect-domain D --expect-algo rsa-sha256|ed25519-sha256
+//
+// --record takes the key record as an operator would publish it (the text
+// `sesrelay dkim keygen` prints: the quoted strings are joined).
 //
 // Checks: exactly one DKIM-Signature; it passes for D with the algorithm,
 // relaxed/relaxed, aligned with the From domain; it still passes after
@@ -20,10 +24,10 @@ const crypto = require('crypto');
 const { dkimVerify } = require('mailauth/lib/dkim/verify');
 
 function parseArgs(argv) {
-    const out = { key: [] };
+    const out = { key: [], record: [] };
     for (let i = 0; i < argv.length; i += 2) {
         const k = argv[i].replace(/^--/, '');
-        if (k === 'key') out.key.push(argv[i + 1]);
+        if (k === 'key' || k === 'record') out[k].push(argv[i + 1]);
         else out[k] = argv[i + 1];
     }
     return out;
@@ -40,11 +44,26 @@ function txtRecord(pemFile) {
     return `v=DKIM1; k=rsa; p=${pub.export({ format: 'der', type: 'spki' }).toString('base64')}`;
 }
 
+// recordFromText reads a published TXT record: the quoted strings joined,
+// or else the line that starts with v=DKIM1.
+function recordFromText(text) {
+    const quoted = [...text.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map(m => m[1]);
+    if (quoted.length) return quoted.join('');
+    const m = text.match(/v=DKIM1[^\r\n]*/);
+    return m ? m[0].trim() : '';
+}
+
 const o = parseArgs(process.argv.slice(2));
 const records = new Map();
 for (const spec of o.key) {
     const [domain, selector, file] = spec.split(':');
     records.set(`${selector}._domainkey.${domain}`.toLowerCase(), txtRecord(file));
+}
+for (const spec of o.record) {
+    const [domain, selector, file] = spec.split(':');
+    const rr = recordFromText(fs.readFileSync(file, 'utf8'));
+    console.log(`  dkim: published record for ${selector}._domainkey.${domain}: ${rr.slice(0, 60)}...`);
+    records.set(`${selector}._domainkey.${domain}`.toLowerCase(), rr);
 }
 
 let lookups = 0;
