@@ -104,8 +104,18 @@ func start(t *testing.T, yaml string) *harness {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	addrs := srv.Addrs()
-	return &harness{t: t, srv: srv, ses: stub, starttls: addrs[0].String(), implicit: addrs[1].String(), plain: addrs[2].String()}
+	h := &harness{t: t, srv: srv, ses: stub}
+	for i, a := range srv.Addrs() {
+		switch cfg.Server.Listeners[i].TLS {
+		case config.TLSStartTLS:
+			h.starttls = a.String()
+		case config.TLSImplicit:
+			h.implicit = a.String()
+		case config.TLSNone:
+			h.plain = a.String()
+		}
+	}
+	return h
 }
 
 var testNow = time.Date(2026, 11, 23, 9, 30, 0, 0, time.UTC)

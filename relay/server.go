@@ -56,6 +56,10 @@ type Server struct {
 	now     func() time.Time
 	newID   func() string
 
+	// AUTH failure lockouts and per-tenant session counts (authlimit.go).
+	authLimit   *authLimiter
+	tenantConns tenantConns
+
 	cur      atomic.Pointer[state]
 	gen      atomic.Uint64
 	draining atomic.Bool
@@ -100,6 +104,11 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	s.auth = newAuthenticator(cfg.Auth.MaxConcurrentHashes, cfg.Auth.CacheTTL, s.now)
 	s.memory = newDeliveryMemory(cfg.Delivery.RetryMemoryTTL, cfg.Delivery.RetryMemoryMax, s.now)
+	// Lockouts run on the wall clock, not on the injected Now.
+	s.authLimit = newAuthLimiter(time.Now)
+	if rl, ok := opts.Sender.(*RateLimiter); ok {
+		rl.setMetrics(opts.Metrics)
+	}
 	s.cur.Store(st)
 	return s, nil
 }
@@ -264,6 +273,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	s.mu.Lock()
 	servers := s.servers
+	// Close the listeners here too: go-smtp only closes those its Serve
+	// has registered, which a very early shutdown can precede.
+	for _, l := range s.listeners {
+		l.Close()
+	}
 	s.mu.Unlock()
 	for _, srv := range servers {
 		srv := srv
