@@ -71,7 +71,7 @@ func (s *Server) prepare(st *state, t *policy.Tenant, env Envelope, raw []byte, 
 	d := t.Evaluate(policy.Envelope{From: env.From, To: env.To}, h)
 	if d.Reject != nil {
 		content := policy.ClassOf(d.Reject.Reason) == policy.ClassContent
-		p := refusal(errPolicy(content, d.Reject.Detail), string(d.Reject.Reason), d.Reject.String())
+		p := refusal(errPolicy(content, d.Reject.Detail), string(d.Reject.Reason), d.Reject.Detail)
 		p.Decision = d
 		return p
 	}
