@@ -211,6 +211,9 @@ func (c *Config) validateSES(p *problems) {
 	if s.Replicas < 0 {
 		p.add("ses.replicas", "must not be negative")
 	}
+	if s.RateLimitWait < 0 {
+		p.add("ses.rate_limit_wait", "must not be negative (0 = refuse at once when over the rate)")
+	}
 	if s.MaxIdleConns < 1 {
 		p.add("ses.max_idle_conns", "must be at least 1")
 	}
@@ -355,6 +358,12 @@ func (c *Config) validateTenants(p *problems) {
 			}
 			if !sesTag.MatchString(tag) {
 				p.add(path+".header_tags."+h, "tag name %q must be 1-256 characters of A-Z, a-z, 0-9, _ and -", tag)
+			}
+			if tag == "tenant" || tag == "from_domain" {
+				p.add(path+".header_tags."+h, "tag name %q is reserved: the relay sets it itself", tag)
+			}
+			if strings.HasPrefix(strings.ToLower(h), "x-ses-") {
+				p.add(path+".header_tags."+h, "X-SES-* fields are removed, never turned into tags")
 			}
 		}
 		if t.IdentityARN != "" {

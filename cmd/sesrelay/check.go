@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/sesrelay/sesrelay/config"
+	"github.com/sesrelay/sesrelay/policy"
 )
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
@@ -18,6 +19,11 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg, err := config.Load(*path)
+	if err == nil {
+		// The compiled policy checks what spans keys (header tags against
+		// reserved names, ...): a configuration check must show those too.
+		_, err = policy.Compile(cfg)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%v\n", err)
 		return 1
