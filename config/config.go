@@ -110,7 +110,9 @@ type SES struct {
 	Endpoint        string            `mapstructure:"endpoint"`
 	Timeout         time.Duration     `mapstructure:"timeout"`
 	MaxAttempts     int               `mapstructure:"max_attempts"`
+	RetryAmbiguous  bool              `mapstructure:"retry_ambiguous"`
 	MaxSendRate     string            `mapstructure:"max_send_rate"`
+	RateLimitWait   time.Duration     `mapstructure:"rate_limit_wait"`
 	Replicas        int               `mapstructure:"replicas"`
 	MaxIdleConns    int               `mapstructure:"max_idle_conns"`
 	EndpointID      string            `mapstructure:"endpoint_id"`
