@@ -189,6 +189,12 @@ func (s *Server) sign(m *headers.Message, key *config.DKIMKey, ref string) *Prep
 		Expiration: key.Expiration, Now: s.now,
 	})
 	if err != nil {
+		// A message that cannot be signed as it is (e.g. no single From)
+		// will never be; anything else may pass on a retry.
+		var fe *headers.FormatError
+		if errors.As(err, &fe) {
+			return refusal(errFormat(fe), "unsignable", err.Error())
+		}
 		return refusal(errSigning(ref), "signing_failed", err.Error())
 	}
 	return nil
