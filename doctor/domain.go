@@ -586,13 +586,14 @@ func (d *domainRun) checkSESDKIMRecords(ctx context.Context, region string, f *i
 	if da == nil || len(da.Tokens) == 0 {
 		return no
 	}
-	key := string(da.SigningAttributesOrigin) + " " + f.name + " " + strings.Join(da.Tokens, ",")
+	external := da.SigningAttributesOrigin == types.DkimSigningAttributesOriginExternal
+	key := fmt.Sprint(external, " ", f.name, " ", strings.Join(da.Tokens, ","))
 	if r, ok := d.dkimDNS[key]; ok {
 		return r // a DEED replica shares its parent's records: checked once
 	}
 	c := Check{ID: "dkim.ses", Region: region}
 	var missing, wrong, failed []string
-	if da.SigningAttributesOrigin == types.DkimSigningAttributesOriginExternal {
+	if external {
 		for _, sel := range da.Tokens {
 			name := sel + "._domainkey." + f.name
 			lctx, cancel := d.lookupCtx(ctx)
@@ -633,7 +634,7 @@ func (d *domainRun) checkSESDKIMRecords(ctx context.Context, region string, f *i
 	}
 	n := len(da.Tokens)
 	what := "Easy DKIM CNAME"
-	if da.SigningAttributesOrigin == types.DkimSigningAttributesOriginExternal {
+	if external {
 		what = "BYODKIM selector TXT"
 	}
 	var r tri
@@ -701,7 +702,7 @@ func (d *domainRun) checkMailFrom(ctx context.Context, region string, f *identit
 	spfAligned := true
 	if d.dmarc != nil && !aligned(d.dmarc.ASPF == "s", m, d.from) {
 		spfAligned = false
-		c.Notes = append(c.Notes, fmt.Sprintf("%s does not align with %s under aspf=%s", m, d.from, d.dmarc.ASPF))
+		c.Notes = append(c.Notes, fmt.Sprintf("%s does not align with %s under aspf=%s", m, d.subject(), d.dmarc.ASPF))
 	}
 	d.add(c)
 	dnsOK := d.checkMailFromDNS(ctx, region, m)
@@ -925,7 +926,7 @@ func (d *domainRun) verdict() {
 	relay := d.relayOK
 	if relay == yes && d.dmarc != nil && !aligned(d.dmarc.ADKIM == "s", d.relayKey.Domain, d.from) {
 		relay = no
-		d.problem("the relay signs d=%s, which does not align with %s under adkim=s", d.relayKey.Domain, d.from)
+		d.problem("the relay signs d=%s, which does not align with %s under adkim=s", d.relayKey.Domain, d.subject())
 	}
 	sesDKIM, spf := unknown, unknown
 	if !d.offline && !d.delegated {
@@ -971,7 +972,7 @@ func (d *domainRun) verdict() {
 	}
 
 	if v.Alignment == "none" {
-		d.problem("no identifier aligns with %s: neither DKIM (relay or SES) nor SPF (custom MAIL FROM)", d.from)
+		d.problem("nothing aligns with %s: neither DKIM (relay or SES) nor SPF (custom MAIL FROM)", d.subject())
 	}
 	if v.Alignment == Unknown && d.offline {
 		d.problem("SES not checked (--offline) and no working relay DKIM key: alignment cannot be confirmed")
