@@ -450,7 +450,7 @@ func TestWildcardEntry(t *testing.T) {
 	// news.example.com's key is checked (its record is missing), the
 	// verdict stands on SES.
 	relay := checks(rep, 0, "dkim.relay", "")
-	if len(relay) != 2 || relay[0].Status != doctor.Fail || relay[1].Status != doctor.Info {
+	if len(relay) != 2 || relay[0].Status != doctor.Info || relay[1].Status != doctor.Fail {
 		t.Errorf("dkim.relay checks: %+v", relay)
 	}
 	wantVerdict(t, rep, 0, doctor.Pass, "both")

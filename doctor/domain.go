@@ -163,6 +163,7 @@ func keyFor(t *config.Tenant, domain string) *config.DKIMKey {
 
 func (d *domainRun) checkRelayDKIM(ctx context.Context) {
 	d.relayKey = keyFor(d.t, d.domain)
+	d.relayOK = d.checkRelayKey(ctx)
 	if d.wildcard {
 		// Keys for subdomains under the wildcard sign only their own mail;
 		// their records are checked too, without bearing on the verdict.
@@ -173,8 +174,10 @@ func (d *domainRun) checkRelayDKIM(ctx context.Context) {
 			}
 		}
 	}
+}
+
+func (d *domainRun) checkRelayKey(ctx context.Context) tri {
 	if d.relayKey == nil {
-		d.relayOK = no
 		c := Check{ID: "dkim.relay", Status: Info,
 			Summary: fmt.Sprintf("no relay DKIM key for %s: the relay passes its mail on unsigned", d.domain),
 			Notes:   []string{"SES signs it if DKIM is on for the identity"}}
@@ -187,13 +190,13 @@ func (d *domainRun) checkRelayDKIM(ctx context.Context) {
 			d.step(Step{Where: "config", Action: fmt.Sprintf("add a DKIM key for %s to tenant %s (sesrelay dkim keygen), or drop dkim_required", d.domain, d.t.Name)})
 		}
 		d.add(c)
-		return
+		return no
 	}
 	note := ""
 	if d.relayKey.Domain != d.domain {
 		note = fmt.Sprintf("key of the parent domain %s: mail From %s is signed d=%s", d.relayKey.Domain, d.domain, d.relayKey.Domain)
 	}
-	d.relayOK = d.checkKey(ctx, d.relayKey, note)
+	return d.checkKey(ctx, d.relayKey, note)
 }
 
 // checkKey checks that the selector record of k publishes k's public key.
@@ -336,7 +339,11 @@ func (d *domainRun) checkDMARC(ctx context.Context) {
 			c.Notes = append(c.Notes, "policy none is monitoring only: receivers report failures but still deliver them; move to quarantine or reject once reports are clean")
 		}
 		if rec.ADKIM == "s" {
-			c.Notes = append(c.Notes, fmt.Sprintf("adkim=s: only a DKIM signature with d=%s exactly aligns; a key or SES identity of a parent domain (subdomain signing) does not", d.subject()))
+			if d.wildcard {
+				c.Notes = append(c.Notes, fmt.Sprintf("adkim=s: a subdomain's mail aligns only with a signature by that very subdomain; a key or SES identity of %s (subdomain signing) does not", d.domain))
+			} else {
+				c.Notes = append(c.Notes, fmt.Sprintf("adkim=s: only a DKIM signature with d=%s exactly aligns; a key or SES identity of a parent domain (subdomain signing) does not", d.domain))
+			}
 		}
 		if rec.ASPF == "s" {
 			c.Notes = append(c.Notes, "aspf=s: a custom MAIL FROM is a subdomain, so SPF never aligns; DMARC rests on DKIM alone")
@@ -434,7 +441,7 @@ func (d *domainRun) checkIdentityARN() {
 		c.Summary = fmt.Sprintf("identity is in %s but the tenant sends through %s: SES refuses it (delegated identities are regional)", region, strings.Join(d.regions, ", "))
 		d.sendable = append(d.sendable, no)
 		d.problem("the delegated identity is in another region")
-		d.step(Step{Where: "config", Action: fmt.Sprintf("set tenants[%s].region: %s", d.t.Name, region)})
+		d.step(Step{Where: "config", Action: fmt.Sprintf("set region: %s on tenant %s (or use an identity in its region)", region, d.t.Name)})
 	case len(d.regions) > 1:
 		c.Status = Warn
 		c.Summary = fmt.Sprintf("identity is in %s; failover to %s would be refused (delegated identities are regional)", region, strings.Join(slices.DeleteFunc(slices.Clone(d.regions), func(r string) bool { return r == region }), ", "))
@@ -442,11 +449,16 @@ func (d *domainRun) checkIdentityARN() {
 		c.Status = OK
 		c.Summary = fmt.Sprintf("identity region %s matches the tenant's region", region)
 	}
-	if name != d.domain && !strings.HasSuffix(d.domain, "."+name) {
-		c.Notes = append(c.Notes, fmt.Sprintf("the identity %s does not cover %s: SES refuses mail From it", name, d.domain))
-		if c.Status != Fail {
-			c.Status = Fail
+	local, addrDomain, isAddress := strings.Cut(name, "@")
+	switch {
+	case isAddress && addrDomain == d.domain:
+		c.Notes = append(c.Notes, fmt.Sprintf("an email address identity: SES accepts only mail From %s@%s", local, addrDomain))
+		if c.Status == OK {
+			c.Status = Warn
 		}
+	case isAddress || (name != d.domain && !strings.HasSuffix(d.domain, "."+name)):
+		c.Notes = append(c.Notes, fmt.Sprintf("the identity %s does not cover %s: SES refuses mail From it", name, d.domain))
+		c.Status = Fail
 		d.sendable = append(d.sendable, no)
 		d.problem("the delegated identity does not cover %s", d.domain)
 	}
@@ -546,6 +558,7 @@ func (d *domainRun) checkIdentity(ctx context.Context, region string) {
 		f.dkimOK = no
 	case d.dmarc != nil && !aligned(d.dmarc.ADKIM == "s", name, d.from):
 		f.dkimOK = no
+		d.problem("SES signs d=%s, which does not align with %s under adkim=s", name, d.subject())
 	default:
 		f.dkimOK = dnsOK
 	}
@@ -703,6 +716,7 @@ func (d *domainRun) checkMailFrom(ctx context.Context, region string, f *identit
 	if d.dmarc != nil && !aligned(d.dmarc.ASPF == "s", m, d.from) {
 		spfAligned = false
 		c.Notes = append(c.Notes, fmt.Sprintf("%s does not align with %s under aspf=%s", m, d.subject(), d.dmarc.ASPF))
+		d.problem("the MAIL FROM %s does not align with %s under aspf=s", m, d.subject())
 	}
 	d.add(c)
 	dnsOK := d.checkMailFromDNS(ctx, region, m)
