@@ -56,7 +56,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sesrelay_connections_rejected_total", Help: "SMTP connections refused, by reason (network, max_connections, max_connections_per_ip).",
 		}, []string{"reason"}),
 		Auth: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sesrelay_auth_total", Help: "SMTP AUTH attempts, by result (success, failure, throttled, locked_out) and tenant (empty when unknown).",
+			Name: "sesrelay_auth_total", Help: "SMTP AUTH attempts, by result (success, failure, throttled, locked_out, too_many_connections) and tenant (empty unless the credentials were right).",
 		}, []string{"tenant", "result"}),
 		Messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sesrelay_messages_total", Help: "Messages by tenant, outcome (accepted, rejected, failed) and reason (policy reason or SES error kind).",
