@@ -110,10 +110,21 @@ const (
 	KindTooLarge                     // 552 5.3.4
 	KindBadRequest                   // 554 5.6.0
 	KindSuspended                    // 554 5.3.2
+	// KindAmbiguous: the request reached SES (or may have) but no answer
+	// came back (connection dropped after the request was written, or the
+	// ses.timeout budget ran out waiting for the response). SES may have
+	// accepted the message: a retry, by the relay or by the client after
+	// the 451, risks a duplicate. Never retry it in another region.
+	KindAmbiguous // 451 4.3.0
+	// KindRateLimited: the relay's own rate limit (ses.max_send_rate,
+	// tenants[].max_send_rate) had no tokens within ses.rate_limit_wait;
+	// nothing was sent.
+	KindRateLimited // 451 4.7.0
 )
 
 var kindNames = [...]string{"unknown", "throttled", "transient", "sending_paused", "misconfigured",
-	"delegation_denied", "not_verified", "rejected", "too_large", "bad_request", "account_suspended"}
+	"delegation_denied", "not_verified", "rejected", "too_large", "bad_request", "account_suspended",
+	"ambiguous", "rate_limited"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -125,11 +136,17 @@ func (k Kind) String() string {
 // Transient reports whether a retry of the same message can succeed.
 func (k Kind) Transient() bool {
 	switch k {
-	case KindUnknown, KindThrottled, KindTransient, KindPaused, KindMisconfigured:
+	case KindUnknown, KindThrottled, KindTransient, KindPaused, KindMisconfigured, KindAmbiguous, KindRateLimited:
 		return true
 	}
 	return false
 }
+
+// Ambiguous reports whether a Sender error may hide a message SES
+// accepted (KindAmbiguous): such a failure must not be retried elsewhere
+// (another region) without accepting the risk of a duplicate. Every other
+// transient kind certainly did not send.
+func Ambiguous(err error) bool { return err != nil && Classify(err) == KindAmbiguous }
 
 // Alert reports whether an operator must act (the relay or the SES
 // account is misconfigured or paused).
@@ -253,6 +270,10 @@ func ReplyForSendError(err error, ref string) *smtp.SMTPError {
 		return reply(554, smtp.EnhancedCode{5, 6, 0}, "Message refused as malformed by the upstream service"+suffix)
 	case KindSuspended:
 		return reply(554, smtp.EnhancedCode{5, 3, 2}, "Sending account suspended"+suffix)
+	case KindRateLimited:
+		return reply(451, smtp.EnhancedCode{4, 7, 0}, "Sending rate limit reached, try again later"+suffix)
+	case KindAmbiguous:
+		return reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary upstream failure, try again later"+suffix)
 	}
 	return reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary upstream failure, try again later"+suffix)
 }

@@ -301,11 +301,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
+			// trackedConn.Close untracks itself under s.mu: close outside it.
 			s.mu.Lock()
+			left := make([]*trackedConn, 0, len(s.conns))
 			for c := range s.conns {
-				c.Close()
+				left = append(left, c)
 			}
 			s.mu.Unlock()
+			for _, c := range left {
+				c.Close()
+			}
 			for _, srv := range servers {
 				srv.Close()
 			}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -91,6 +92,18 @@ func (sess *Session) Auth(mech string) (sasl.Server, error) {
 
 func (sess *Session) checkCredentials(identity, username, password string) error {
 	st := sess.srv.snapshot()
+	ac := st.cfg.Auth
+	ip := sess.remoteIP()
+	// A locked-out address (or an address that failed before, for a
+	// username under attack) is refused before the KDF and the cache.
+	if locked, why, delay := sess.srv.authLimit.check(ip, username, ac.MaxFailures, ac.Lockout); locked {
+		sess.authFailures++
+		sess.srv.metrics.auth("", "locked_out")
+		sess.log.Warn("auth locked out", zap.String("user", username), zap.String("lockout", why),
+			zap.Int("failures", sess.authFailures), zap.Duration("delay", delay))
+		time.Sleep(delay)
+		return sess.authRefused(st, errAuthThrottled)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	entry, known := st.users[username]
@@ -112,17 +125,25 @@ func (sess *Session) checkCredentials(identity, username, password string) error
 	}
 	if !ok {
 		sess.authFailures++
+		delay := sess.srv.authLimit.fail(ip, username, ac.Lockout)
 		sess.srv.metrics.auth("", "failure")
 		sess.log.Info("auth failed", zap.String("user", username), zap.Bool("known_user", known),
-			zap.Int("failures", sess.authFailures), zap.Duration("duration", time.Since(start)))
-		if sess.authFailures >= st.cfg.Auth.MaxFailuresPerConnection && sess.tc != nil {
+			zap.Int("failures", sess.authFailures), zap.Duration("duration", time.Since(start)), zap.Duration("delay", delay))
+		time.Sleep(delay)
+		return sess.authRefused(st, errAuthFailed)
+	}
+	tenant := st.rules.Tenant(entry.tenant)
+	if !sess.srv.tenantConns.acquire(sess, entry.tenant, tenant.Config.MaxConnections) {
+		sess.srv.metrics.auth(entry.tenant, "too_many_connections")
+		sess.log.Warn("auth refused", zap.String("user", username), zap.String("tenant", entry.tenant),
+			zap.String("reason", "tenant_max_connections"), zap.Int("max_connections", tenant.Config.MaxConnections))
+		if sess.tc != nil {
 			sess.tc.closeAfter.Store(true)
-			return errAuthTooMany
 		}
-		return errAuthFailed
+		return errTenantConns
 	}
 	sess.st = st
-	sess.tenant = st.rules.Tenant(entry.tenant)
+	sess.tenant = tenant
 	sess.username = username
 	if sess.tc != nil {
 		sess.tc.setIdentity(username, entry.tenant)
@@ -131,6 +152,23 @@ func (sess *Session) checkCredentials(identity, username, password string) error
 	sess.srv.metrics.auth(entry.tenant, "success")
 	sess.log.Debug("auth ok", zap.Duration("duration", time.Since(start)))
 	return nil
+}
+
+// authRefused is the reply to a failed or refused AUTH: refusal, or 421
+// and close after auth.max_failures_per_connection of them.
+func (sess *Session) authRefused(st *state, refusal error) error {
+	if sess.authFailures >= st.cfg.Auth.MaxFailuresPerConnection && sess.tc != nil {
+		sess.tc.closeAfter.Store(true)
+		return errAuthTooMany
+	}
+	return refusal
+}
+
+func (sess *Session) remoteIP() netip.Addr {
+	if sess.tc != nil {
+		return sess.tc.ip
+	}
+	return remoteIP(sess.conn.Conn().RemoteAddr())
 }
 
 // Mail checks the envelope sender. MAIL, RCPT and DATA need AUTH first:
@@ -231,6 +269,7 @@ func (sess *Session) Reset() {
 // Logout ends the session.
 func (sess *Session) Logout() error {
 	sess.setTx(false)
+	sess.srv.tenantConns.release(sess)
 	return nil
 }
 

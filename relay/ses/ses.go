@@ -1,34 +1,65 @@
 // Package ses adapts the Amazon SES v2 API (SendEmail with raw content) to
 // relay.Sender. One client per region is built once and reused, with an HTTP
 // connection pool sized for the relay's concurrency.
+//
+// Retries are the relay's, not the SDK's (see Send): the SDK retryer is
+// replaced by one that never retries and has no client-side retry quota
+// (ratelimit.None), so that every retry decision is taken here, knowing
+// whether the failed request may have reached SES.
 package ses
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
+	"net/http/httptrace"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2/types"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/sesrelay/sesrelay/config"
 	"github.com/sesrelay/sesrelay/relay"
 )
 
+// Default backoff between attempts: full jitter, the cap doubling from
+// BackoffBase up to BackoffMax.
+const (
+	DefaultBackoffBase = 100 * time.Millisecond
+	DefaultBackoffMax  = 5 * time.Second
+)
+
 // Options configures a Sender.
 type Options struct {
-	Region       string
-	Endpoint     string // BaseEndpoint override ("" = the AWS endpoint)
-	MaxAttempts  int    // SDK attempts per call, retries included
+	Region   string
+	Endpoint string // BaseEndpoint override ("" = the AWS endpoint)
+	// MaxAttempts is the number of SendEmail calls per message, retries
+	// included (ses.max_attempts; 1 = no retry).
+	MaxAttempts int
+	// Timeout is the budget of one message, every attempt and backoff
+	// included (ses.timeout).
 	Timeout      time.Duration
 	MaxIdleConns int
 	// RegionEndpoints overrides the endpoint per region.
 	RegionEndpoints map[string]string
+	// RetryAmbiguous allows one more attempt after a failure that may
+	// have sent the message (ses.retry_ambiguous): the connection dropped
+	// after the whole request was written. A second ambiguous failure is
+	// never retried.
+	RetryAmbiguous bool
+	// BackoffBase and BackoffMax shape the backoff (0: the defaults).
+	BackoffBase, BackoffMax time.Duration
 	// AWSConfig, when set, is used instead of the default credential
 	// chain (tests).
 	AWSConfig *aws.Config
@@ -45,13 +76,14 @@ func OptionsFromConfig(c *config.SES) Options {
 		Timeout:         c.Timeout,
 		MaxIdleConns:    c.MaxIdleConns,
 		RegionEndpoints: c.RegionEndpoints,
+		RetryAmbiguous:  c.RetryAmbiguous,
 	}
 }
 
 // Sender sends through SES v2. It is safe for concurrent use.
 type Sender struct {
-	opts Options
 	base aws.Config
+	opts atomic.Pointer[Options]
 
 	mu      sync.Mutex
 	clients map[string]*sesv2.Client
@@ -85,31 +117,92 @@ func New(ctx context.Context, opts Options) (*Sender, error) {
 			t.IdleConnTimeout = 90 * time.Second
 		})
 	}
-	if opts.MaxAttempts <= 0 {
-		opts.MaxAttempts = 3
+	s := &Sender{base: base, clients: map[string]*sesv2.Client{}}
+	s.setOptions(opts)
+	return s, nil
+}
+
+func (s *Sender) setOptions(o Options) {
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 3
 	}
-	return &Sender{opts: opts, base: base, clients: map[string]*sesv2.Client{}}, nil
+	if o.BackoffBase <= 0 {
+		o.BackoffBase = DefaultBackoffBase
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = DefaultBackoffMax
+	}
+	o.AWSConfig, o.HTTPClient = nil, nil
+	s.opts.Store(&o)
+}
+
+// Reconfigure applies reloaded ses.* keys: the retry settings and the
+// timeout take effect for the next message; a changed region or endpoint
+// drops the cached clients. The credential chain and the connection pool
+// stay (they need a restart).
+func (s *Sender) Reconfigure(o Options) {
+	old := s.opts.Load()
+	o.MaxIdleConns = old.MaxIdleConns
+	if o.BackoffBase <= 0 {
+		o.BackoffBase = old.BackoffBase
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = old.BackoffMax
+	}
+	s.setOptions(o)
+	if o.Region != old.Region || o.Endpoint != old.Endpoint || !sameMap(o.RegionEndpoints, old.RegionEndpoints) {
+		s.mu.Lock()
+		clear(s.clients)
+		s.mu.Unlock()
+	}
+}
+
+func sameMap(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// noRetries is the SDK retryer: one attempt, no retry quota. The SDK's
+// standard retryer would retry on its own (3 attempts, up to 20 s of
+// backoff, outside the relay's budget) and a client-side token bucket
+// would turn an SES throttling episode into local "retry quota exceeded"
+// failures; Send does both jobs itself.
+func noRetries() aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = 1
+		o.RateLimiter = ratelimit.None
+		o.Retryables = []retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(error) aws.Ternary { return aws.FalseTernary })}
+	})
 }
 
 // Client returns the (cached) client for region ("" = the default region).
 func (s *Sender) Client(region string) *sesv2.Client {
+	o := s.opts.Load()
 	if region == "" {
-		region = s.opts.Region
+		region = o.Region
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c, ok := s.clients[region]; ok {
 		return c
 	}
-	endpoint := s.opts.Endpoint
-	if e, ok := s.opts.RegionEndpoints[region]; ok {
+	endpoint := o.Endpoint
+	if e, ok := o.RegionEndpoints[region]; ok {
 		endpoint = e
 	}
-	c := sesv2.NewFromConfig(s.base, func(o *sesv2.Options) {
-		o.Region = region
-		o.RetryMaxAttempts = s.opts.MaxAttempts
+	c := sesv2.NewFromConfig(s.base, func(so *sesv2.Options) {
+		so.Region = region
+		so.Retryer = noRetries()
+		so.RetryMaxAttempts = 1
 		if endpoint != "" {
-			o.BaseEndpoint = aws.String(endpoint)
+			so.BaseEndpoint = aws.String(endpoint)
 		}
 	})
 	s.clients[region] = c
@@ -147,16 +240,168 @@ func Input(req *relay.Request) *sesv2.SendEmailInput {
 	return in
 }
 
-// Send calls SendEmail within the ses.timeout budget.
+// Send calls SendEmail within the ses.timeout budget, with at most
+// ses.max_attempts attempts:
+//
+//   - An answer from SES that says the message was not taken and that a
+//     later call can succeed is retried: throttling (429,
+//     TooManyRequestsException, LimitExceededException, MessageRejected
+//     "Maximum sending rate exceeded") and 5xx.
+//   - A failure before the whole request was written (connection refused,
+//     DNS, TLS handshake, connection reset while writing) certainly did not
+//     send and is retried.
+//   - A connection lost after the whole request was written, before an
+//     answer, is ambiguous: SES may have accepted the message. It is
+//     retried at most once (ses.retry_ambiguous), accepting the risk of a
+//     duplicate; the client would retry after a 451 anyway, with the same
+//     risk and a longer delay. A second ambiguous failure, or the budget
+//     running out while waiting for an answer, returns a KindAmbiguous
+//     *relay.SendError (451 4.3.0).
+//   - Every other answer (4xx rejections, credentials, configuration) is
+//     final at once.
+//
+// Backoff is exponential with full jitter. An attempt is not started when
+// its backoff would end past the budget: the last error is returned then.
+// Errors are *relay.SendError carrying the kind of the last failure.
 func (s *Sender) Send(ctx context.Context, req *relay.Request) (*relay.Result, error) {
-	if s.opts.Timeout > 0 {
+	o := s.opts.Load()
+	if o.Timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.opts.Timeout)
+		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
 		defer cancel()
 	}
-	out, err := s.Client(req.Region).SendEmail(ctx, Input(req))
-	if err != nil {
-		return nil, err
+	client := s.Client(req.Region)
+	in := Input(req)
+	ambiguousRetried := false
+	for attempt := 1; ; attempt++ {
+		tr := &attemptTrace{}
+		out, err := client.SendEmail(httptrace.WithClientTrace(ctx, tr.clientTrace()), in)
+		if err == nil {
+			return &relay.Result{MessageID: aws.ToString(out.MessageId)}, nil
+		}
+		kind, retryable := classifyAttempt(ctx, err, tr)
+		final := func() error {
+			if attempt > 1 {
+				err = fmt.Errorf("after %d attempts: %w", attempt, err)
+			}
+			return &relay.SendError{Kind: kind, Err: err}
+		}
+		if !retryable || attempt >= o.MaxAttempts {
+			return nil, final()
+		}
+		if kind == relay.KindAmbiguous {
+			if !o.RetryAmbiguous || ambiguousRetried {
+				return nil, final()
+			}
+			ambiguousRetried = true
+		}
+		delay := backoff(o.BackoffBase, o.BackoffMax, attempt)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= delay {
+			return nil, final()
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, final()
+		case <-t.C:
+		}
 	}
-	return &relay.Result{MessageID: aws.ToString(out.MessageId)}, nil
+}
+
+// backoff is the full-jitter delay before attempt+1: uniform in
+// [0, min(max, base·2^(attempt-1))].
+func backoff(base, max time.Duration, attempt int) time.Duration {
+	ceil := base
+	for i := 1; i < attempt && ceil < max; i++ {
+		ceil *= 2
+	}
+	if ceil > max {
+		ceil = max
+	}
+	return rand.N(ceil + 1)
+}
+
+// attemptTrace records how far one HTTP attempt got.
+type attemptTrace struct {
+	wrote atomic.Bool // the whole request was handed to the connection
+}
+
+func (t *attemptTrace) clientTrace() *httptrace.ClientTrace {
+	return &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			// The transport may retry internally on a new connection when
+			// nothing was written; the last report wins.
+			t.wrote.Store(info.Err == nil)
+		},
+	}
+}
+
+// classifyAttempt says what a failed attempt was and whether another
+// attempt may follow.
+func classifyAttempt(ctx context.Context, err error, tr *attemptTrace) (relay.Kind, bool) {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) && re.HTTPStatusCode() > 0 {
+		// SES answered.
+		status := re.HTTPStatusCode()
+		if status < 300 {
+			// Accepted, but the answer could not be read: very likely
+			// sent. Not retried.
+			return relay.KindAmbiguous, false
+		}
+		kind := relay.Classify(err)
+		switch {
+		case kind == relay.KindThrottled:
+			// A daily quota does not come back within the budget.
+			return kind, !strings.Contains(strings.ToLower(err.Error()), "daily")
+		case kind == relay.KindTransient && status >= 500:
+			return kind, true
+		}
+		return kind, false
+	}
+	if ctx.Err() != nil {
+		// The budget ran out during the attempt.
+		if tr.wrote.Load() {
+			return relay.KindAmbiguous, false
+		}
+		return relay.KindTransient, false
+	}
+	var send *smithyhttp.RequestSendError
+	if errors.As(err, &send) {
+		if tr.wrote.Load() {
+			return relay.KindAmbiguous, true
+		}
+		return relay.KindTransient, true
+	}
+	// Nothing was sent (signing, credentials, serialization): final.
+	return relay.Classify(err), false
+}
+
+// MaxSendRate returns the account's SES sending rate (recipients per
+// second) in the default region, from GetAccount: what
+// ses.max_send_rate: auto uses. GetAccount is read-only, so any failure
+// is tried again, up to 3 attempts within ctx.
+func (s *Sender) MaxSendRate(ctx context.Context) (float64, error) {
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		var out *sesv2.GetAccountOutput
+		out, err = s.Client("").GetAccount(ctx, &sesv2.GetAccountInput{})
+		if err == nil {
+			if out.SendQuota == nil {
+				return 0, errors.New("ses: GetAccount returned no SendQuota")
+			}
+			return out.SendQuota.MaxSendRate, nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		t := time.NewTimer(backoff(200*time.Millisecond, 2*time.Second, attempt))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, fmt.Errorf("ses: GetAccount: %w", err)
+		case <-t.C:
+		}
+	}
+	return 0, fmt.Errorf("ses: GetAccount: %w", err)
 }

@@ -1,0 +1,1104 @@
+package relay_test
+
+// Production hardening over real SMTP and the real SES client against the
+// local stand-in: SES faults and retries, rate limits, AUTH brute force,
+// connection limits, reload, graceful shutdown and SMTP smuggling.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/textproto"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/emersion/go-msgauth/dkim"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+	"go.uber.org/zap/zaptest"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/sesrelay/sesrelay/config"
+	"github.com/sesrelay/sesrelay/headers"
+	"github.com/sesrelay/sesrelay/relay"
+	"github.com/sesrelay/sesrelay/relay/ses"
+	"github.com/sesrelay/sesrelay/relay/sestest"
+)
+
+// hardYAML has a plain listener (insecure AUTH allowed: raw protocol tests
+// and source addresses are simple) and a STARTTLS one.
+const hardYAML = `
+server:
+  hostname: relay.test
+  listeners:
+    - {address: "127.0.0.1:0", tls: none, allow_insecure_auth: true}
+    - {address: "127.0.0.1:0", tls: starttls}
+  tls: {self_signed: true}
+  max_message_bytes: 65536
+  max_recipients: 50
+  shutdown_timeout: 5s
+ses: {region: us-east-1, max_attempts: 4, timeout: 1500ms}
+auth: {max_failures_per_connection: 3, max_failures: 3, lockout: 1m}
+tenants:
+  - name: billing
+    users: [{username: billing-app, password_hash: "HASH"}]
+    domains: ["billing.example.com"]
+  - name: marketing
+    users: [{username: marketing-app, password_hash: "HASH"}]
+    domains: ["marketing.example.com"]
+`
+
+const billingMsg = "From: Billing <invoices@billing.example.com>\r\n" +
+	"To: customer@example.org\r\n" +
+	"Subject: Your invoice\r\n" +
+	"\r\n" +
+	"Hello.\r\n"
+
+type hRelay struct {
+	t        *testing.T
+	srv      *relay.Server
+	ses      *sestest.Server
+	sender   relay.Sender
+	plain    string
+	starttls string
+
+	cancel  context.CancelFunc
+	done    chan struct{}
+	stopped atomic.Bool
+	err     error
+}
+
+type hOpts struct {
+	sesMod   func(*ses.Options)
+	endpoint string // "" = the stand-in
+	limits   func(cfg *config.Config) relay.RateLimits
+}
+
+// startHard runs a relay with the real SES client (fast backoff) on the
+// stand-in, optionally behind the rate limiter.
+func startHard(t *testing.T, yaml string, o hOpts) *hRelay {
+	t.Helper()
+	cfg, err := config.Parse([]byte(strings.ReplaceAll(yaml, "HASH", testHash)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stub := sestest.New()
+	t.Cleanup(stub.Close)
+	opts := ses.OptionsFromConfig(&cfg.SES)
+	opts.Endpoint = stub.URL
+	if o.endpoint != "" {
+		opts.Endpoint = o.endpoint
+	}
+	opts.AWSConfig = &aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")}
+	opts.BackoffBase, opts.BackoffMax = 5*time.Millisecond, 50*time.Millisecond
+	if o.sesMod != nil {
+		o.sesMod(&opts)
+	}
+	sesSender, err := ses.New(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sender relay.Sender = sesSender
+	if o.limits != nil {
+		sender = relay.RateLimited(sesSender, o.limits(cfg))
+	}
+	srv, err := relay.NewServer(cfg, relay.Options{Sender: sender, Logger: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &hRelay{t: t, srv: srv, ses: stub, sender: sender, cancel: cancel, done: make(chan struct{})}
+	go func() { defer close(h.done); h.err = srv.Serve(ctx) }()
+	t.Cleanup(func() { h.stop() })
+	addrs := srv.Addrs()
+	h.plain, h.starttls = addrs[0].String(), addrs[1].String()
+	return h
+}
+
+// stop is SIGTERM: it cancels Serve and waits for it to return.
+func (h *hRelay) stop() time.Duration {
+	start := time.Now()
+	h.cancel()
+	<-h.done
+	return time.Since(start)
+}
+
+func dialFrom(t *testing.T, addr, src string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// client dials the plain listener from src ("" = any) and authenticates
+// when user is set.
+func (h *hRelay) client(src, user, pass string) *smtp.Client {
+	h.t.Helper()
+	c := smtp.NewClient(dialFrom(h.t, h.plain, src))
+	h.t.Cleanup(func() { c.Close() })
+	if err := c.Hello("client.test"); err != nil {
+		h.t.Fatal(err)
+	}
+	if user != "" {
+		if err := c.Auth(sasl.NewPlainClient("", user, pass)); err != nil {
+			h.t.Fatalf("auth %s from %s: %v", user, src, err)
+		}
+	}
+	return c
+}
+
+func codeOf(err error) int {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	if err == nil {
+		return 250
+	}
+	return -1
+}
+
+func wantReply(t *testing.T, err error, code int, enh string) {
+	t.Helper()
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) {
+		t.Fatalf("want %d %s, got %v", code, enh, err)
+	}
+	got := fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
+	if se.Code != code || (enh != "" && got != enh) {
+		t.Fatalf("want %d %s, got %d %s %q", code, enh, se.Code, got, se.Message)
+	}
+}
+
+func sendMsg(c *smtp.Client, from string, to []string, msg string) error {
+	_, err := send(c, from, to, msg)
+	return err
+}
+
+// rawConn speaks SMTP byte by byte.
+type rawConn struct {
+	t  *testing.T
+	c  net.Conn
+	tp *textproto.Reader
+}
+
+func (h *hRelay) raw(src string) *rawConn {
+	h.t.Helper()
+	c := dialFrom(h.t, h.plain, src)
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	r := &rawConn{t: h.t, c: c, tp: textproto.NewReader(bufio.NewReader(c))}
+	if code, msg := r.read(); code != 220 {
+		h.t.Fatalf("greeting %d %s", code, msg)
+	}
+	return r
+}
+
+func (r *rawConn) write(s string) {
+	r.t.Helper()
+	if _, err := io.WriteString(r.c, s); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// read reads one (possibly multi-line) reply; code -1 at EOF.
+func (r *rawConn) read() (int, string) {
+	code, msg, err := r.tp.ReadResponse(0)
+	if err != nil {
+		var pe textproto.ProtocolError
+		if errors.As(err, &pe) || code == 0 {
+			return -1, err.Error()
+		}
+	}
+	return code, msg
+}
+
+func (r *rawConn) cmd(line string) (int, string) {
+	r.write(line + "\r\n")
+	return r.read()
+}
+
+func (r *rawConn) login(user, pass string) {
+	r.t.Helper()
+	if code, msg := r.cmd("EHLO client.test"); code != 250 {
+		r.t.Fatalf("EHLO: %d %s", code, msg)
+	}
+	ir := base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
+	if code, msg := r.cmd("AUTH PLAIN " + ir); code != 235 {
+		r.t.Fatalf("AUTH: %d %s", code, msg)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// SES faults: bounded retries inside ses.timeout, honest replies.
+
+func TestSESFaultRetries(t *testing.T) {
+	cases := []struct {
+		name     string
+		respond  func(n int, r *sestest.Request) sestest.Reply
+		code     int
+		enh      string
+		calls    int // -1: don't check
+		accepted int
+	}{
+		{"429 twice then success", func(n int, _ *sestest.Request) sestest.Reply {
+			if n <= 2 {
+				return sestest.Reply{Status: 429, ErrorType: "TooManyRequestsException", Message: "Too many requests"}
+			}
+			return sestest.Reply{}
+		}, 250, "", 3, 1},
+		{"max sending rate then success", func(n int, _ *sestest.Request) sestest.Reply {
+			if n == 1 {
+				return sestest.Reply{Status: 400, ErrorType: "MessageRejected", Message: "Maximum sending rate exceeded."}
+			}
+			return sestest.Reply{}
+		}, 250, "", 2, 1},
+		{"500 then success", func(n int, _ *sestest.Request) sestest.Reply {
+			if n == 1 {
+				return sestest.Reply{Status: 500, ErrorType: "InternalServiceErrorException"}
+			}
+			return sestest.Reply{}
+		}, 250, "", 2, 1},
+		{"429 forever", func(int, *sestest.Request) sestest.Reply {
+			return sestest.Reply{Status: 429, ErrorType: "TooManyRequestsException"}
+		}, 451, "4.3.2", 4, 0},
+		{"500 forever", func(int, *sestest.Request) sestest.Reply {
+			return sestest.Reply{Status: 500, ErrorType: "InternalServiceErrorException"}
+		}, 451, "4.3.0", 4, 0},
+		{"503 forever", func(int, *sestest.Request) sestest.Reply { return sestest.Reply{Status: 503} }, 451, "4.3.0", 4, 0},
+		{"rejected is not retried", func(int, *sestest.Request) sestest.Reply {
+			return sestest.Reply{Status: 400, ErrorType: "MessageRejected", Message: "Email address is not verified."}
+		}, 550, "5.7.1", 1, 0},
+		{"connection reset after the request, twice", func(int, *sestest.Request) sestest.Reply {
+			return sestest.Reply{Drop: true}
+		}, 451, "4.3.0", 2, 0},
+		{"slow past the budget", func(int, *sestest.Request) sestest.Reply {
+			time.Sleep(2 * time.Second)
+			return sestest.Reply{}
+		}, 451, "4.3.0", 1, -1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := startHard(t, hardYAML, hOpts{})
+			h.ses.Respond = tc.respond
+			c := h.client("", "billing-app", testPassword)
+			start := time.Now()
+			err := sendMsg(c, "invoices@billing.example.com", []string{"a@example.org"}, billingMsg)
+			took := time.Since(start)
+			if tc.code == 250 {
+				if err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				wantReply(t, err, tc.code, tc.enh)
+			}
+			// ses.timeout is 1.5 s: the reply comes within it (plus slack
+			// for the race detector).
+			if took > 2500*time.Millisecond {
+				t.Fatalf("reply after %v, budget 1.5s", took)
+			}
+			if tc.calls >= 0 && h.ses.Calls() != tc.calls {
+				t.Fatalf("%d SES calls, want %d", h.ses.Calls(), tc.calls)
+			}
+			if tc.accepted >= 0 && len(h.ses.Requests()) != tc.accepted {
+				t.Fatalf("%d SES requests accepted, want %d", len(h.ses.Requests()), tc.accepted)
+			}
+			if tc.code != 250 && len(h.ses.Requests()) != 0 && tc.accepted == 0 {
+				t.Fatal("a failure reply for a message SES accepted")
+			}
+		})
+	}
+}
+
+func TestSESUnreachable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + l.Addr().String()
+	l.Close()
+	h := startHard(t, hardYAML, hOpts{endpoint: closed})
+	c := h.client("", "billing-app", testPassword)
+	err = sendMsg(c, "invoices@billing.example.com", []string{"a@example.org"}, billingMsg)
+	wantReply(t, err, 451, "4.3.0")
+}
+
+// TestNeverAcceptedWithoutSES sends many messages against a stand-in that
+// fails at random in every way: every 250 matches one accepted SES
+// request, and no message is accepted twice unless a connection was
+// dropped after the request (the ambiguous case).
+func TestNeverAcceptedWithoutSES(t *testing.T) {
+	h := startHard(t, hardYAML, hOpts{})
+	var drops atomic.Int32
+	h.ses.Respond = func(n int, _ *sestest.Request) sestest.Reply {
+		switch n % 7 {
+		case 1:
+			return sestest.Reply{Status: 429, ErrorType: "TooManyRequestsException"}
+		case 2:
+			return sestest.Reply{Status: 500}
+		case 3:
+			drops.Add(1)
+			return sestest.Reply{Drop: true}
+		case 4:
+			return sestest.Reply{Status: 400, ErrorType: "MessageRejected", Message: "Maximum sending rate exceeded."}
+		}
+		return sestest.Reply{}
+	}
+	c := h.client("", "billing-app", testPassword)
+	ok := 0
+	for i := 0; i < 40; i++ {
+		msg := strings.Replace(billingMsg, "Hello.", fmt.Sprintf("Message %d.", i), 1)
+		err := sendMsg(c, "invoices@billing.example.com", []string{"a@example.org"}, msg)
+		if err == nil {
+			ok++
+		} else if codeOf(err)/100 != 4 {
+			t.Fatalf("message %d: %v", i, err)
+		} else if err := c.Reset(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]int{}
+	for _, r := range h.ses.Requests() {
+		i := bytes.Index(r.Raw, []byte("Message "))
+		seen[string(r.Raw[i:i+12])]++
+	}
+	dups := 0
+	for _, n := range seen {
+		dups += n - 1
+	}
+	if len(seen) != ok {
+		t.Fatalf("%d messages got 250, SES accepted %d distinct ones", ok, len(seen))
+	}
+	if dups > int(drops.Load()) {
+		t.Fatalf("%d duplicates with only %d dropped connections", dups, drops.Load())
+	}
+	t.Logf("%d/40 accepted, %d drops, %d possible duplicates", ok, drops.Load(), dups)
+}
+
+// ---------------------------------------------------------------------------
+// Rate limits.
+
+type countSender struct {
+	mu  sync.Mutex
+	per map[string]int
+}
+
+func (c *countSender) Send(_ context.Context, req *relay.Request) (*relay.Result, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.per == nil {
+		c.per = map[string]int{}
+	}
+	c.per[req.Tenant] += len(req.Recipients)
+	return &relay.Result{MessageID: "id"}, nil
+}
+
+func (c *countSender) count(tenant string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.per[tenant]
+}
+
+func one(tenant string) *relay.Request {
+	return &relay.Request{Tenant: tenant, Recipients: []string{"a@example.org"}}
+}
+
+func TestRateLimitGlobalAndTenant(t *testing.T) {
+	next := &countSender{}
+	rl := relay.RateLimited(next, relay.RateLimits{Global: 10, Wait: 0, MaxRecipients: 1})
+	ctx := context.Background()
+	// A full bucket: 10 pass at once, the 11th finds no token and may
+	// not wait.
+	for i := 0; i < 10; i++ {
+		if _, err := rl.Send(ctx, one("a")); err != nil {
+			t.Fatalf("%d: %v", i, err)
+		}
+	}
+	_, err := rl.Send(ctx, one("a"))
+	if relay.Classify(err) != relay.KindRateLimited {
+		t.Fatalf("want rate limited, got %v", err)
+	}
+	r := relay.ReplyForSendError(err, "ref")
+	if r.Code != 451 || r.EnhancedCode != (smtp.EnhancedCode{4, 7, 0}) {
+		t.Fatalf("reply %d %v", r.Code, r.EnhancedCode)
+	}
+	if relay.Ambiguous(err) {
+		t.Fatal("a rate limit refusal is not ambiguous: nothing was sent")
+	}
+	// With a wait budget the next one waits for its token (100 ms).
+	rl.Update(relay.RateLimits{Global: 10, Wait: 500 * time.Millisecond, MaxRecipients: 1})
+	start := time.Now()
+	if _, err := rl.Send(ctx, one("a")); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 50*time.Millisecond {
+		t.Fatalf("no wait (%v)", d)
+	}
+	// Tenant limit: 2/s for b, no global limit.
+	rl.Update(relay.RateLimits{Tenants: map[string]float64{"b": 2}, Wait: 0, MaxRecipients: 1})
+	for i := 0; i < 2; i++ {
+		if _, err := rl.Send(ctx, one("b")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := rl.Send(ctx, one("b")); relay.Classify(err) != relay.KindRateLimited {
+		t.Fatalf("tenant b over its rate: %v", err)
+	}
+	for i := 0; i < 20; i++ { // c has no limit of its own, and no global one
+		if _, err := rl.Send(ctx, one("c")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A message to more recipients than the rate per second still fits
+	// a full bucket (burst = max recipients).
+	rl.Update(relay.RateLimits{Global: 1, Tenants: map[string]float64{"d": 1}, Wait: 0, MaxRecipients: 50})
+	big := &relay.Request{Tenant: "d", Recipients: make([]string, 50)}
+	if _, err := rl.Send(ctx, big); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rl.Send(ctx, one("d")); relay.Classify(err) != relay.KindRateLimited {
+		t.Fatalf("after 50 recipients at 1/s: %v", err)
+	}
+}
+
+// TestRateLimitFairness: a noisy tenant with 80 concurrent senders and a
+// quiet one with one sender share a global rate of 40/s. The quiet tenant
+// must get every message through after a short wait, not queue behind the
+// noisy tenant's backlog.
+func TestRateLimitFairness(t *testing.T) {
+	next := &countSender{}
+	rl := relay.RateLimited(next, relay.RateLimits{Global: 40, Wait: time.Second, MaxRecipients: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	var noisyRefused atomic.Int32
+	for i := 0; i < 80; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if _, err := rl.Send(context.Background(), one("noisy")); err != nil {
+					noisyRefused.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond) // the noisy backlog builds up
+	quietSent, quietRefused := 0, 0
+	var maxWait time.Duration
+	for ctx.Err() == nil {
+		start := time.Now()
+		_, err := rl.Send(context.Background(), one("quiet"))
+		if d := time.Since(start); d > maxWait {
+			maxWait = d
+		}
+		if err != nil {
+			quietRefused++
+		} else {
+			quietSent++
+		}
+		time.Sleep(50 * time.Millisecond) // 20/s at most: under half the rate
+	}
+	wg.Wait()
+	t.Logf("quiet: %d sent, %d refused, max wait %v; noisy: %d sent, %d refused",
+		quietSent, quietRefused, maxWait, next.count("noisy"), noisyRefused.Load())
+	if quietRefused > 0 {
+		t.Fatalf("the quiet tenant was refused %d times", quietRefused)
+	}
+	if maxWait > 250*time.Millisecond {
+		t.Fatalf("the quiet tenant waited up to %v behind the noisy one", maxWait)
+	}
+	if quietSent < 15 {
+		t.Fatalf("the quiet tenant sent only %d", quietSent)
+	}
+	if noisyRefused.Load() == 0 {
+		t.Fatal("the noisy tenant was never limited")
+	}
+}
+
+func TestResolveSendRateAuto(t *testing.T) {
+	stub := sestest.New()
+	defer stub.Close()
+	s, err := ses.New(context.Background(), ses.Options{Region: "us-east-1", Endpoint: stub.URL,
+		AWSConfig: &aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		rate     string
+		replicas int
+		want     float64
+	}{{"auto", 0, 14}, {"auto", 2, 7}, {"5", 4, 5}, {"0", 0, 0}} {
+		got, err := relay.ResolveSendRate(context.Background(), &config.SES{MaxSendRate: tc.rate, Replicas: tc.replicas}, s)
+		if err != nil || got != tc.want {
+			t.Fatalf("%s/%d: %v %v, want %v", tc.rate, tc.replicas, got, err, tc.want)
+		}
+	}
+	if _, err := relay.ResolveSendRate(context.Background(), &config.SES{MaxSendRate: "auto"}, nil); err == nil {
+		t.Fatal("auto without SES resolved")
+	}
+}
+
+func TestTenantRateLimitOverSMTP(t *testing.T) {
+	yaml := strings.Replace(hardYAML, "max_recipients: 50", "max_recipients: 2", 1)
+	yaml = strings.Replace(yaml, "timeout: 1500ms}", "timeout: 1500ms, rate_limit_wait: 0s}", 1)
+	yaml = strings.Replace(yaml, `domains: ["billing.example.com"]`, `domains: ["billing.example.com"]`+"\n    max_send_rate: 0.5", 1)
+	h := startHard(t, yaml, hOpts{limits: func(cfg *config.Config) relay.RateLimits { return relay.RateLimitsFromConfig(cfg, 0) }})
+	c := h.client("", "billing-app", testPassword)
+	for i := 0; i < 2; i++ { // the bucket holds max_recipients tokens
+		if err := sendMsg(c, "invoices@billing.example.com", []string{"a@example.org"}, billingMsg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := sendMsg(c, "invoices@billing.example.com", []string{"a@example.org"}, billingMsg)
+	wantReply(t, err, 451, "4.7.0")
+	if err := c.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	// The other tenant is not affected.
+	m := h.client("", "marketing-app", testPassword)
+	mmsg := strings.ReplaceAll(billingMsg, "billing", "marketing")
+	for i := 0; i < 3; i++ {
+		if err := sendMsg(m, "news@marketing.example.com", []string{"a@example.org"}, mmsg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(h.ses.Requests()); n != 5 {
+		t.Fatalf("SES got %d requests, want 5", n)
+	}
+}
+
+func TestTenantMaxConnections(t *testing.T) {
+	yaml := strings.Replace(hardYAML, `domains: ["billing.example.com"]`, `domains: ["billing.example.com"]`+"\n    max_connections: 1", 1)
+	h := startHard(t, yaml, hOpts{})
+	first := h.client("", "billing-app", testPassword)
+	c := h.client("", "", "")
+	wantReply(t, c.Auth(sasl.NewPlainClient("", "billing-app", testPassword)), 421, "4.7.0")
+	if err := c.Noop(); err == nil {
+		t.Fatal("connection still open after 421")
+	}
+	// Another tenant is not counted against billing.
+	h.client("", "marketing-app", testPassword)
+	// The first session still works; once it ends, a new one may log in.
+	if err := sendMsg(first, "invoices@billing.example.com", []string{"a@example.org"}, billingMsg); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Quit(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		c := smtp.NewClient(dialFrom(t, h.plain, ""))
+		err := c.Auth(sasl.NewPlainClient("", "billing-app", testPassword))
+		c.Close()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new session after the first ended: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// AUTH protection.
+
+func TestAuthMaxFailuresPerConnection(t *testing.T) {
+	h := startHard(t, strings.Replace(hardYAML, "max_failures: 3,", "max_failures: 10,", 1), hOpts{})
+	c := h.client("127.0.0.2", "", "")
+	for i := 1; i <= 2; i++ {
+		wantReply(t, c.Auth(sasl.NewPlainClient("", "billing-app", "wrong")), 535, "5.7.8")
+	}
+	wantReply(t, c.Auth(sasl.NewPlainClient("", "billing-app", "wrong")), 421, "4.7.0")
+	if err := c.Noop(); err == nil {
+		t.Fatal("connection still open after 421")
+	}
+}
+
+// TestBruteForce: a client hammering wrong passwords from 127.0.0.2 is cut
+// off (421 per connection, then 454 for the address, without the KDF and
+// even with the right password) and slowed, while the application on
+// 127.0.0.3 keeps sending with the same username.
+func TestBruteForce(t *testing.T) {
+	h := startHard(t, hardYAML, hOpts{})
+	stop := make(chan struct{})
+	var good sync.WaitGroup
+	var goodSent atomic.Int32
+	goodErr := make(chan error, 1)
+	good.Add(1)
+	go func() {
+		defer good.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			conn, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.3")}}).Dial("tcp", h.plain)
+			if err != nil {
+				goodErr <- err
+				return
+			}
+			c := smtp.NewClient(conn)
+			err = c.Auth(sasl.NewPlainClient("", "billing-app", testPassword))
+			if err == nil {
+				err = sendMsg(c, "invoices@billing.example.com", []string{"a@example.org"}, billingMsg)
+			}
+			c.Close()
+			if err != nil {
+				goodErr <- fmt.Errorf("good client, after %d messages: %w", goodSent.Load(), err)
+				return
+			}
+			goodSent.Add(1)
+			time.Sleep(10 * time.Millisecond) // an application, not a flood
+		}
+	}()
+
+	type attempt struct {
+		code int
+		took time.Duration
+	}
+	var attempts []attempt
+	try := func(c *smtp.Client, pass string) int {
+		start := time.Now()
+		code := codeOf(c.Auth(sasl.NewPlainClient("", "billing-app", pass)))
+		attempts = append(attempts, attempt{code, time.Since(start)})
+		return code
+	}
+	// Connection 1: three wrong passwords: 535, 535, then 421 and close.
+	c := h.client("127.0.0.2", "", "")
+	got := []int{try(c, "wrong1"), try(c, "wrong2"), try(c, "wrong3")}
+	if fmt.Sprint(got) != "[535 535 421]" {
+		t.Fatalf("connection 1: %v", got)
+	}
+	// auth.max_failures (3) reached: the address is locked out. Its
+	// attempts get 454 without a verification, three per connection.
+	c = h.client("127.0.0.2", "", "")
+	got = []int{try(c, "wrong4"), try(c, "wrong5"), try(c, "wrong6")}
+	if fmt.Sprint(got) != "[454 454 421]" {
+		t.Fatalf("connection 2: %v", got)
+	}
+	// Even the right password is refused from there now.
+	c = h.client("127.0.0.2", "", "")
+	if code := try(c, testPassword); code != 454 {
+		t.Fatalf("right password from a locked-out address: %d", code)
+	}
+	// Slowed: the delay doubles with every strike.
+	if last := attempts[len(attempts)-1].took; last < 400*time.Millisecond {
+		t.Fatalf("7th attempt answered after %v: not slowed", last)
+	}
+	for i, a := range attempts {
+		t.Logf("attempt %d: %d after %v", i+1, a.code, a.took)
+	}
+	// The username is under attack: an address that fails once for it is
+	// refused at once on its next try, right password or not...
+	c = h.client("127.0.0.4", "", "")
+	if code := try(c, "wrong7"); code != 535 {
+		t.Fatalf("first failure from a new address: %d", code)
+	}
+	if code := try(c, testPassword); code != 454 {
+		t.Fatalf("username under attack, from an address that failed: %d", code)
+	}
+	// ...while an address with no failure is verified as usual.
+	h.client("127.0.0.5", "billing-app", testPassword)
+
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	good.Wait()
+	select {
+	case err := <-goodErr:
+		t.Fatal(err)
+	default:
+	}
+	if goodSent.Load() < 3 {
+		t.Fatalf("the good client sent only %d messages", goodSent.Load())
+	}
+	t.Logf("good client sent %d messages during the attack", goodSent.Load())
+}
+
+// ---------------------------------------------------------------------------
+// Connection limits.
+
+func greeting(t *testing.T, addr, src string) (int, net.Conn) {
+	t.Helper()
+	conn := dialFrom(t, addr, src)
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	code, _, err := textproto.NewReader(bufio.NewReader(conn)).ReadResponse(0)
+	if err != nil && code == 0 {
+		return -1, conn
+	}
+	return code, conn
+}
+
+func TestConnectionLimits(t *testing.T) {
+	yaml := strings.Replace(hardYAML, "shutdown_timeout: 5s", "shutdown_timeout: 5s\n  max_connections: 4\n  max_connections_per_ip: 2", 1)
+	h := startHard(t, yaml, hOpts{})
+	var open []net.Conn
+	for _, src := range []string{"127.0.0.2", "127.0.0.2"} {
+		code, c := greeting(t, h.plain, src)
+		if code != 220 {
+			t.Fatalf("from %s: %d", src, code)
+		}
+		open = append(open, c)
+	}
+	// Per IP: a third from 127.0.0.2 is refused with 421 4.7.0...
+	conn := dialFrom(t, h.plain, "127.0.0.2")
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, _ := io.ReadAll(conn)
+	if !strings.HasPrefix(string(b), "421 4.7.0 ") {
+		t.Fatalf("over the per-IP limit: %q", b)
+	}
+	// ...while other addresses get in, up to the global limit (4).
+	for _, src := range []string{"127.0.0.3", "127.0.0.4"} {
+		code, c := greeting(t, h.plain, src)
+		if code != 220 {
+			t.Fatalf("from %s: %d", src, code)
+		}
+		open = append(open, c)
+	}
+	if code, _ := greeting(t, h.plain, "127.0.0.5"); code != 421 {
+		t.Fatalf("over the global limit: %d", code)
+	}
+	// A closed connection frees its place.
+	open[0].Close()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		code, c := greeting(t, h.plain, "127.0.0.5")
+		if code == 220 {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("no place freed: %d", code)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestAllowedNetworks(t *testing.T) {
+	yaml := strings.Replace(hardYAML, `{address: "127.0.0.1:0", tls: none, allow_insecure_auth: true}`,
+		`{address: "127.0.0.1:0", tls: none, allow_insecure_auth: true, allowed_networks: ["127.0.0.2/32", "127.0.1.0/24"]}`, 1)
+	h := startHard(t, yaml, hOpts{})
+	for src, want := range map[string]int{"127.0.0.2": 220, "127.0.1.9": 220, "127.0.0.3": -1, "127.0.0.1": -1} {
+		if code, _ := greeting(t, h.plain, src); code != want {
+			t.Fatalf("from %s: %d, want %d", src, code, want)
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Reload.
+
+func writeEd25519(t *testing.T, dir, name string) (string, ed25519.PublicKey) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p, pub
+}
+
+// dkimSelector verifies the message's signature with pub and returns the
+// selector it names.
+func dkimSelector(t *testing.T, raw []byte, pub crypto.PublicKey) string {
+	t.Helper()
+	txt, err := headers.DNSRecord(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var queried string
+	vs, err := dkim.VerifyWithOptions(bytes.NewReader(raw), &dkim.VerifyOptions{
+		LookupTXT: func(name string) ([]string, error) { queried = name; return []string{txt}, nil },
+	})
+	if err != nil || len(vs) != 1 || vs[0].Err != nil {
+		t.Fatalf("DKIM: %v %+v", err, vs)
+	}
+	sel, _, _ := strings.Cut(queried, "._domainkey.")
+	return sel
+}
+
+// TestReloadKeepsConnections: a new tenant, a rotated password and a
+// rotated DKIM key take effect for new sessions at once; a session opened
+// before keeps its snapshot and is not dropped.
+func TestReloadKeepsConnections(t *testing.T) {
+	dir := t.TempDir()
+	key1, pub1 := writeEd25519(t, dir, "k1.pem")
+	key2, pub2 := writeEd25519(t, dir, "k2.pem")
+	v1 := strings.Replace(hardYAML, `domains: ["billing.example.com"]`,
+		fmt.Sprintf(`domains: ["billing.example.com"]`+"\n    dkim: [{domain: billing.example.com, selector: s1, key_file: %q}]", key1), 1)
+	h := startHard(t, v1, hOpts{})
+	old := h.client("", "billing-app", testPassword)
+	if err := sendMsg(old, "invoices@billing.example.com", []string{"a@example.org"}, billingMsg); err != nil {
+		t.Fatal(err)
+	}
+	if s := dkimSelector(t, h.ses.Requests()[0].Raw, pub1); s != "s1" {
+		t.Fatalf("selector %q", s)
+	}
+
+	newHash, _ := bcrypt.GenerateFromPassword([]byte("rotated-password"), 10)
+	v2 := strings.Replace(v1, "s1, key_file: "+fmt.Sprintf("%q", key1), "s2, key_file: "+fmt.Sprintf("%q", key2), 1)
+	v2 = strings.Replace(v2, `users: [{username: billing-app, password_hash: "HASH"}]`,
+		fmt.Sprintf(`users: [{username: billing-app, password_hash: %q}]`, newHash), 1)
+	v2 += `  - name: support
+    users: [{username: support-app, password_hash: "HASH"}]
+    domains: ["support.example.com"]
+`
+	cfg2, err := config.Parse([]byte(strings.ReplaceAll(v2, "HASH", testHash)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.srv.Reload(cfg2); err != nil {
+		t.Fatal(err)
+	}
+
+	// The session opened before the reload keeps working, with its snapshot.
+	if err := sendMsg(old, "invoices@billing.example.com", []string{"a@example.org"}, billingMsg); err != nil {
+		t.Fatalf("open session after reload: %v", err)
+	}
+	if s := dkimSelector(t, h.ses.Requests()[1].Raw, pub1); s != "s1" {
+		t.Fatalf("open session signed with %q, want its snapshot's s1", s)
+	}
+	// New sessions: the old password is refused, the rotated one works
+	// and signs with the rotated key.
+	c := h.client("", "", "")
+	wantReply(t, c.Auth(sasl.NewPlainClient("", "billing-app", testPassword)), 535, "5.7.8")
+	c = h.client("", "billing-app", "rotated-password")
+	if err := sendMsg(c, "invoices@billing.example.com", []string{"a@example.org"}, billingMsg); err != nil {
+		t.Fatal(err)
+	}
+	if s := dkimSelector(t, h.ses.Requests()[2].Raw, pub2); s != "s2" {
+		t.Fatalf("selector %q after rotation", s)
+	}
+	// The new tenant.
+	s := h.client("", "support-app", testPassword)
+	if err := sendMsg(s, "help@support.example.com", []string{"a@example.org"}, strings.ReplaceAll(billingMsg, "billing", "support")); err != nil {
+		t.Fatal(err)
+	}
+	// A configuration that does not validate never becomes a snapshot.
+	if _, err := config.Parse([]byte(strings.Replace(v2, "max_recipients: 50", "max_recipients: 500", 1))); err == nil {
+		t.Fatal("invalid configuration parsed")
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Graceful shutdown.
+
+func TestShutdownCompletesDataAndClosesIdle(t *testing.T) {
+	h := startHard(t, hardYAML, hOpts{})
+	idle := h.raw("")
+	idle.login("marketing-app", testPassword)
+
+	busy := h.raw("")
+	busy.login("billing-app", testPassword)
+	for _, line := range []string{"MAIL FROM:<invoices@billing.example.com>", "RCPT TO:<a@example.org>"} {
+		if code, msg := busy.cmd(line); code != 250 {
+			t.Fatalf("%s: %d %s", line, code, msg)
+		}
+	}
+	if code, msg := busy.cmd("DATA"); code != 354 {
+		t.Fatalf("DATA: %d %s", code, msg)
+	}
+	busy.write("From: Billing <invoices@billing.example.com>\r\nTo: a@example.org\r\n")
+
+	stopped := make(chan time.Duration, 1)
+	go func() { stopped <- h.stop() }() // SIGTERM while the message is in DATA
+
+	// The idle session is told 421 and closed.
+	if code, msg := idle.read(); code != 421 {
+		t.Fatalf("idle session: %d %s", code, msg)
+	}
+	if code, _ := idle.read(); code != -1 {
+		t.Fatal("idle session not closed")
+	}
+	// New connections are refused.
+	if c, err := net.DialTimeout("tcp", h.plain, time.Second); err == nil {
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		b, _ := io.ReadAll(c)
+		c.Close()
+		if len(b) > 0 {
+			t.Fatalf("a new connection was served during shutdown: %q", b)
+		}
+	}
+	select {
+	case <-stopped:
+		t.Fatal("shutdown did not wait for the message in DATA")
+	case <-time.After(300 * time.Millisecond):
+	}
+	// The message in DATA completes and is acknowledged, then the
+	// connection closes.
+	busy.write("Subject: in flight\r\n\r\nHello.\r\n.\r\n")
+	if code, msg := busy.read(); code != 250 {
+		t.Fatalf("message in DATA during shutdown: %d %s", code, msg)
+	}
+	if code, _ := busy.read(); code != -1 {
+		t.Fatal("busy session not closed after its reply")
+	}
+	select {
+	case d := <-stopped:
+		t.Logf("stopped %v after SIGTERM", d)
+	case <-time.After(5 * time.Second):
+		t.Fatal("shutdown did not end")
+	}
+	if h.err != nil {
+		t.Fatalf("Serve: %v", h.err)
+	}
+	if n := len(h.ses.Requests()); n != 1 {
+		t.Fatalf("SES got %d messages", n)
+	}
+}
+
+func TestShutdownTimeout(t *testing.T) {
+	h := startHard(t, strings.Replace(hardYAML, "shutdown_timeout: 5s", "shutdown_timeout: 700ms", 1), hOpts{})
+	stuck := h.raw("")
+	stuck.login("billing-app", testPassword)
+	stuck.cmd("MAIL FROM:<invoices@billing.example.com>")
+	stuck.cmd("RCPT TO:<a@example.org>")
+	stuck.cmd("DATA")
+	stuck.write("Subject: never ends\r\n")
+	d := h.stop()
+	if d > 2*time.Second {
+		t.Fatalf("shutdown took %v, shutdown_timeout 700ms", d)
+	}
+	if h.err == nil {
+		t.Fatal("Serve reported no connection closed at the deadline")
+	}
+	if code, _ := stuck.read(); code == 250 {
+		t.Fatal("250 for an unfinished message")
+	}
+	if h.ses.Calls() != 0 {
+		t.Fatal("SES called for an unfinished message")
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Bare newlines and SMTP smuggling.
+
+// smugglings end DATA with an end-of-data sequence a lenient server might
+// take for <CRLF>.<CRLF>, followed by a second transaction.
+var smugglings = map[string]string{
+	`\n.\n`:     "\n.\n",
+	`\r.\r`:     "\r.\r",
+	`\r\n.\n`:   "\r\n.\n",
+	`\n.\r\n`:   "\n.\r\n",
+	`\r\n.\r`:   "\r\n.\r",
+	`\r.\r\n`:   "\r.\r\n",
+	`\r\n\n.\n`: "\r\n\n.\n",
+}
+
+func TestSmugglingNeverSplitsData(t *testing.T) {
+	for _, mode := range []string{"normalize", "reject"} {
+		t.Run(mode, func(t *testing.T) {
+			yaml := strings.Replace(hardYAML, "shutdown_timeout: 5s", "shutdown_timeout: 5s\n  bare_newlines: "+mode, 1)
+			h := startHard(t, yaml, hOpts{})
+			for name, sep := range smugglings {
+				before := len(h.ses.Requests())
+				r := h.raw("")
+				r.login("billing-app", testPassword)
+				r.cmd("MAIL FROM:<invoices@billing.example.com>")
+				r.cmd("RCPT TO:<a@example.org>")
+				if code, _ := r.cmd("DATA"); code != 354 {
+					t.Fatalf("%s: DATA %d", name, code)
+				}
+				r.write("From: <invoices@billing.example.com>\r\nTo: a@example.org\r\nSubject: first\r\n\r\nfirst body" + sep +
+					"MAIL FROM:<invoices@billing.example.com>\r\n" +
+					"RCPT TO:<victim@example.net>\r\n" +
+					"DATA\r\n" +
+					"From: <invoices@billing.example.com>\r\nTo: victim@example.net\r\nSubject: smuggled\r\n\r\nsmuggled body\r\n" +
+					".\r\n")
+				code, msg := r.read()
+				want := 250
+				if mode == "reject" {
+					want = 554
+					// go-smtp's dot-unstuffing consumes "." and the CR
+					// after it at the start of a line ("\r\n.\rX" reads
+					// as "\r\nX"): no bare CR is left to reject, and the
+					// message is still one.
+					if name == `\r\n.\r` {
+						want = 250
+					}
+				}
+				if code != want {
+					t.Fatalf("%s: end of DATA %d %s, want %d", name, code, msg, want)
+				}
+				// The next reply must be QUIT's: no smuggled command ran.
+				if code, msg := r.cmd("QUIT"); code != 221 {
+					t.Fatalf("%s: reply to QUIT %d %s: the smuggled transaction was processed", name, code, msg)
+				}
+				reqs := h.ses.Requests()[before:]
+				switch mode {
+				case "normalize":
+					if len(reqs) != 1 {
+						t.Fatalf("%s: SES got %d messages, want exactly 1", name, len(reqs))
+					}
+					if strings.Join(reqs[0].To, ",") != "a@example.org" {
+						t.Fatalf("%s: recipients %v", name, reqs[0].To)
+					}
+					if !bytes.Contains(reqs[0].Raw, []byte("smuggled body")) {
+						t.Fatalf("%s: the smuggled text is not in the one message", name)
+					}
+					if bare(reqs[0].Raw) {
+						t.Fatalf("%s: a bare CR or LF reached SES: %q", name, reqs[0].Raw)
+					}
+				case "reject":
+					if want == 250 {
+						if len(reqs) != 1 || bare(reqs[0].Raw) || strings.Join(reqs[0].To, ",") != "a@example.org" {
+							t.Fatalf("%s: %d messages", name, len(reqs))
+						}
+						continue
+					}
+					if len(reqs) != 0 {
+						t.Fatalf("%s: SES got %d messages, want none", name, len(reqs))
+					}
+				}
+			}
+		})
+	}
+}
+
+// bare reports a CR not followed by LF or an LF not preceded by CR.
+func bare(b []byte) bool {
+	for i, c := range b {
+		if c == '\r' && (i+1 == len(b) || b[i+1] != '\n') {
+			return true
+		}
+		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+			return true
+		}
+	}
+	return false
+}
