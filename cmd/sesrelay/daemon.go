@@ -15,6 +15,11 @@ type daemon struct {
 	path string
 	log  *zap.Logger
 	srv  *relay.Server
+
+	// onReload, when set, is told the outcome of every reload and the
+	// content hash of the configuration it tried (reload.go).
+	onReload func(ok bool, hash string)
+	rs       reloadState
 }
 
 func newDaemon(ctx context.Context, cfg *config.Config, path string, log *zap.Logger) (*daemon, error) {
@@ -29,31 +34,12 @@ func newDaemon(ctx context.Context, cfg *config.Config, path string, log *zap.Lo
 	if err := srv.Listen(); err != nil {
 		return nil, err
 	}
-	return &daemon{path: path, log: log, srv: srv}, nil
-}
-
-func (d *daemon) reload() {
-	cfg, err := config.Load(d.path)
-	if err == nil {
-		err = d.srv.Reload(cfg)
-	}
-	if err != nil {
-		d.log.Error("reload failed, keeping the previous configuration", zap.Error(err))
-		return
-	}
-	d.log.Info("configuration reloaded", zap.String("config", d.path))
+	d := &daemon{path: path, log: log, srv: srv}
+	d.initReload(ctx, cfg, sender)
+	return d, nil
 }
 
 func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				d.reload()
-			}
-		}
-	}()
+	d.startReloader(ctx, hup)
 	return d.srv.Serve(ctx)
 }

@@ -35,14 +35,23 @@ func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
 }
 
 // buildSender returns the delivery.sender the configuration names.
+// It is wrapped in the rate limiter, whose limits the daemon sets at start
+// and on every reload (applyLimits).
 func buildSender(ctx context.Context, cfg *config.Config) (relay.Sender, error) {
+	var base relay.Sender
 	switch cfg.Delivery.Sender {
 	case config.SenderFile:
-		return &relay.FileSender{Dir: cfg.Delivery.FileDir}, nil
+		base = &relay.FileSender{Dir: cfg.Delivery.FileDir}
 	case config.SenderSES:
-		return ses.New(ctx, ses.OptionsFromConfig(&cfg.SES))
+		s, err := ses.New(ctx, ses.OptionsFromConfig(&cfg.SES))
+		if err != nil {
+			return nil, err
+		}
+		base = s
+	default:
+		return nil, fmt.Errorf("delivery.sender: unknown sender %q", cfg.Delivery.Sender)
 	}
-	return nil, fmt.Errorf("delivery.sender: unknown sender %q", cfg.Delivery.Sender)
+	return relay.RateLimited(base, relay.RateLimits{}), nil
 }
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, hup <-chan os.Signal) int {
