@@ -257,7 +257,10 @@ func (s *Server) deliver(ctx context.Context, st *state, t *policy.Tenant, env E
 		d := time.Since(sendStart)
 		if err != nil {
 			kind := Classify(err)
-			s.metrics.sesCall(regionOr(req.Region, st.cfg.SES.Region), kind.String(), d)
+			if kind != KindRateLimited {
+				// A local rate-limit refusal never reached SES.
+				s.metrics.sesCall(regionOr(req.Region, st.cfg.SES.Region), kind.String(), d)
+			}
 			r := ReplyForSendError(err, ref)
 			lvl := log.Warn
 			if kind.Alert() {
