@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -30,6 +31,10 @@ var (
 	identityARN = regexp.MustCompile(`^arn:aws[a-z-]*:ses:([a-z0-9-]+):(\d{12}):identity/(.+)$`)
 	userRE      = regexp.MustCompile(`^[\x21-\x7e]{1,256}$`)
 )
+
+// endpointIDRE: the SDK puts an SES multi-region endpoint id in the host
+// name ({id}.endpoints.email.{dns suffix}), so it must be host labels.
+var endpointIDRE = selectorRE
 
 // MaxSESMessageBytes is the SES v2 raw message limit.
 const MaxSESMessageBytes = 40 << 20
@@ -220,7 +225,18 @@ func (c *Config) validateSES(p *problems) {
 	for i, r := range s.Regions {
 		if !regionRE.MatchString(r) {
 			p.add(fmt.Sprintf("ses.regions[%d]", i), "not an AWS region: %q", r)
+		} else if slices.Index(s.Regions, r) < i {
+			p.add(fmt.Sprintf("ses.regions[%d]", i), "%s is listed twice", r)
 		}
+	}
+	// ses.region stays the region GetAccount asks (max_send_rate: auto,
+	// readiness) and doctor starts from: it must be one the relay sends
+	// through.
+	if len(s.Regions) > 0 && !slices.Contains(s.Regions, s.Region) {
+		p.add("ses.region", "%s is not in ses.regions %v: list it there or set ses.region to one of them", s.Region, s.Regions)
+	}
+	if s.EndpointID != "" && !endpointIDRE.MatchString(s.EndpointID) {
+		p.add("ses.endpoint_id", "not an SES multi-region endpoint id (letters, digits, hyphens, dots): %q", s.EndpointID)
 	}
 	for r, e := range s.RegionEndpoints {
 		if u, err := url.Parse(e); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -371,12 +387,18 @@ func (c *Config) validateTenants(p *problems) {
 				p.add(path+".identity_arn", "not an SES identity ARN (arn:aws:ses:REGION:ACCOUNT:identity/NAME): %q", t.IdentityARN)
 			} else if region := t.Region; region == "" && m[1] != c.SES.Region && len(c.SES.Regions) == 0 {
 				p.add(path+".identity_arn", "identity is in %s but the tenant sends through %s: set tenants[%d].region: %s", m[1], c.SES.Region, i, m[1])
+			} else if region == "" && len(c.SES.Regions) > 0 && !slices.Contains(c.SES.Regions, m[1]) {
+				p.add(path+".identity_arn", "identity is in %s, which is not in ses.regions %v: a delegated identity is regional, so this tenant sends through %s only, without failover; add %s to ses.regions or set tenants[%d].region: %s",
+					m[1], c.SES.Regions, m[1], m[1], i, m[1])
 			} else if region != "" && m[1] != region {
 				p.add(path+".identity_arn", "identity is in %s but tenants[%d].region is %s", m[1], i, region)
 			}
 		}
 		if t.Region != "" && !regionRE.MatchString(t.Region) {
 			p.add(path+".region", "not an AWS region: %q", t.Region)
+		}
+		if t.SESEndpointID != "" && !endpointIDRE.MatchString(t.SESEndpointID) {
+			p.add(path+".ses_endpoint_id", "not an SES multi-region endpoint id (letters, digits, hyphens, dots): %q", t.SESEndpointID)
 		}
 		if t.SESTenant != "" && !sesName.MatchString(t.SESTenant) {
 			p.add(path+".ses_tenant", "must be 1-64 characters of A-Z, a-z, 0-9, _ and -")
