@@ -28,6 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"go.uber.org/zap"
 
 	"github.com/sesrelay/sesrelay/config"
 	"github.com/sesrelay/sesrelay/relay"
@@ -53,6 +54,14 @@ type Options struct {
 	MaxIdleConns int
 	// RegionEndpoints overrides the endpoint per region.
 	RegionEndpoints map[string]string
+	// EndpointID is the SES multi-region endpoint for requests that name
+	// none (ses.endpoint_id; regions.go says which requests).
+	EndpointID string
+	// Regions is the relay-side failover order (ses.regions); FailoverAfter
+	// and ProbeEvery are ses.failover.after and .probe_every.
+	Regions       []string
+	FailoverAfter int
+	ProbeEvery    time.Duration
 	// RetryAmbiguous allows one more attempt after a failure that may
 	// have sent the message (ses.retry_ambiguous): the connection dropped
 	// after the whole request was written. A second ambiguous failure is
@@ -65,6 +74,8 @@ type Options struct {
 	AWSConfig *aws.Config
 	// HTTPClient, when set, replaces the pooled client (tests).
 	HTTPClient aws.HTTPClient
+	// Logger receives region health changes (nil: none). Set at New only.
+	Logger *zap.Logger
 }
 
 // OptionsFromConfig takes the ses.* keys.
@@ -77,6 +88,10 @@ func OptionsFromConfig(c *config.SES) Options {
 		MaxIdleConns:    c.MaxIdleConns,
 		RegionEndpoints: c.RegionEndpoints,
 		RetryAmbiguous:  c.RetryAmbiguous,
+		EndpointID:      c.EndpointID,
+		Regions:         c.Regions,
+		FailoverAfter:   c.Failover.After,
+		ProbeEvery:      c.Failover.ProbeEvery,
 	}
 }
 
@@ -87,6 +102,8 @@ type Sender struct {
 
 	mu      sync.Mutex
 	clients map[string]*sesv2.Client
+
+	health *regionHealth // of Options.Regions (regions.go)
 }
 
 var _ relay.Sender = (*Sender)(nil)
@@ -117,7 +134,11 @@ func New(ctx context.Context, opts Options) (*Sender, error) {
 			t.IdleConnTimeout = 90 * time.Second
 		})
 	}
-	s := &Sender{base: base, clients: map[string]*sesv2.Client{}}
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Sender{base: base, clients: map[string]*sesv2.Client{}, health: newRegionHealth(log)}
 	s.setOptions(opts)
 	return s, nil
 }
@@ -132,7 +153,7 @@ func (s *Sender) setOptions(o Options) {
 	if o.BackoffMax <= 0 {
 		o.BackoffMax = DefaultBackoffMax
 	}
-	o.AWSConfig, o.HTTPClient = nil, nil
+	o.AWSConfig, o.HTTPClient, o.Logger = nil, nil, nil
 	s.opts.Store(&o)
 }
 
@@ -240,8 +261,8 @@ func Input(req *relay.Request) *sesv2.SendEmailInput {
 	return in
 }
 
-// Send calls SendEmail within the ses.timeout budget, with at most
-// ses.max_attempts attempts:
+// Send calls SendEmail within the ses.timeout budget, in rounds of at
+// most ses.max_attempts:
 //
 //   - An answer from SES that says the message was not taken and that a
 //     later call can succeed is retried: throttling (429,
@@ -252,15 +273,20 @@ func Input(req *relay.Request) *sesv2.SendEmailInput {
 //     send and is retried.
 //   - A connection lost after the whole request was written, before an
 //     answer, is ambiguous: SES may have accepted the message. It is
-//     retried at most once (ses.retry_ambiguous), accepting the risk of a
-//     duplicate; the client would retry after a 451 anyway, with the same
-//     risk and a longer delay. A second ambiguous failure, or the budget
-//     running out while waiting for an answer, returns a KindAmbiguous
-//     *relay.SendError (451 4.3.0).
+//     retried at most once (ses.retry_ambiguous), in the same region only,
+//     accepting the risk of a duplicate; the client would retry after a
+//     451 anyway, with the same risk and a longer delay. A second
+//     ambiguous failure, or the budget running out while waiting for an
+//     answer, returns a KindAmbiguous *relay.SendError (451 4.3.0).
 //   - Every other answer (4xx rejections, credentials, configuration) is
 //     final at once.
 //
-// Backoff is exponential with full jitter. An attempt is not started when
+// With relay-side failover (ses.regions, see regions.go) a round tries
+// each candidate region once, in order: a failure that certainly did not
+// send (tryElsewhere) moves the message to the next region at once; the
+// backoff comes between rounds. With one region a round is one call.
+//
+// Backoff is exponential with full jitter. A round is not started when
 // its backoff would end past the budget: the last error is returned then.
 // Errors are *relay.SendError carrying the kind of the last failure.
 func (s *Sender) Send(ctx context.Context, req *relay.Request) (*relay.Result, error) {
@@ -270,32 +296,47 @@ func (s *Sender) Send(ctx context.Context, req *relay.Request) (*relay.Result, e
 		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
 		defer cancel()
 	}
-	client := s.Client(req.Region)
+	rt := s.route(o, req)
 	in := Input(req)
+	if rt.endpointID != "" {
+		in.EndpointId = aws.String(rt.endpointID)
+	}
+	region, next := rt.regions[0], 1
+	pinned := false // after an ambiguous failure the message stays where it may be
 	ambiguousRetried := false
-	for attempt := 1; ; attempt++ {
+	for attempt, round := 1, 1; ; attempt++ {
 		tr := &attemptTrace{}
-		out, err := client.SendEmail(httptrace.WithClientTrace(ctx, tr.clientTrace()), in)
+		out, err := s.Client(region).SendEmail(httptrace.WithClientTrace(ctx, tr.clientTrace()), in)
 		if err == nil {
+			s.observe(o, rt, region, false)
 			return &relay.Result{MessageID: aws.ToString(out.MessageId)}, nil
 		}
 		kind, retryable := classifyAttempt(ctx, err, tr)
+		elsewhere := tryElsewhere(kind, retryable)
+		s.observe(o, rt, region, elsewhere || kind == relay.KindAmbiguous)
 		final := func() error {
 			if attempt > 1 {
 				err = fmt.Errorf("after %d attempts: %w", attempt, err)
 			}
+			if len(rt.regions) > 1 {
+				err = fmt.Errorf("region %s: %w", region, err)
+			}
 			return &relay.SendError{Kind: kind, Err: err}
 		}
-		if !retryable || attempt >= o.MaxAttempts {
+		if elsewhere && !pinned && next < len(rt.regions) && ctx.Err() == nil {
+			region, next = rt.regions[next], next+1
+			continue
+		}
+		if !retryable || round >= o.MaxAttempts {
 			return nil, final()
 		}
 		if kind == relay.KindAmbiguous {
 			if !o.RetryAmbiguous || ambiguousRetried {
 				return nil, final()
 			}
-			ambiguousRetried = true
+			ambiguousRetried, pinned = true, true
 		}
-		delay := backoff(o.BackoffBase, o.BackoffMax, attempt)
+		delay := backoff(o.BackoffBase, o.BackoffMax, round)
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= delay {
 			return nil, final()
 		}
@@ -305,6 +346,10 @@ func (s *Sender) Send(ctx context.Context, req *relay.Request) (*relay.Result, e
 			t.Stop()
 			return nil, final()
 		case <-t.C:
+		}
+		round++
+		if !pinned {
+			region, next = rt.regions[0], 1
 		}
 	}
 }
