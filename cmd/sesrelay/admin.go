@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -60,6 +61,9 @@ func newRegistry() (*prometheus.Registry, *relay.Metrics) {
 type readiness struct {
 	srv *relay.Server
 	ses *sesCheck // nil: SES reachability is not part of readiness
+	// regions is the health of ses.regions (nil: not the SES sender).
+	// Readiness needs one region up; every /readyz answer lists them.
+	regions func() []ses.RegionStatus
 }
 
 // failing returns the names of the checks that fail (none: ready). The
@@ -74,7 +78,28 @@ func (r *readiness) failing(ctx context.Context) []string {
 	if r.ses != nil && r.ses.result(ctx) != nil {
 		return []string{"ses: GetAccount failed"}
 	}
+	if r.regions != nil {
+		if rs := r.regions(); len(rs) > 0 && !slices.ContainsFunc(rs, func(s ses.RegionStatus) bool { return s.Up }) {
+			return []string{"ses: every region of ses.regions is down"}
+		}
+	}
 	return nil
+}
+
+// detail lists the health of each region of ses.regions, one line each.
+func (r *readiness) detail() []string {
+	if r.regions == nil {
+		return nil
+	}
+	var lines []string
+	for _, s := range r.regions() {
+		state := "up"
+		if !s.Up {
+			state = "down"
+		}
+		lines = append(lines, "ses region "+s.Region+": "+state)
+	}
+	return lines
 }
 
 // sesCheck caches the outcome of probe for every: at most one call per
@@ -138,6 +163,22 @@ func sesProbe(s relay.Sender) func(context.Context) error {
 	return nil
 }
 
+// sesSender returns the SES sender under s (which may be wrapped, e.g. in
+// the rate limiter), or nil.
+func sesSender(s relay.Sender) *ses.Sender {
+	for s != nil {
+		switch v := s.(type) {
+		case *ses.Sender:
+			return v
+		case interface{ Next() relay.Sender }:
+			s = v.Next()
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
 // adminHandler routes the admin endpoints. pprof adds /debug/pprof/.
 func adminHandler(reg *prometheus.Registry, ready *readiness, pprofOn bool, log *zap.Logger) http.Handler {
 	mux := http.NewServeMux()
@@ -154,12 +195,12 @@ func adminHandler(reg *prometheus.Registry, ready *readiness, pprofOn bool, log 
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
+		lines := []string{"ready"}
 		if failing := ready.failing(r.Context()); len(failing) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, strings.Join(failing, "\n"))
-			return
+			lines = failing
 		}
-		fmt.Fprintln(w, "ready")
+		fmt.Fprintln(w, strings.Join(append(lines, ready.detail()...), "\n"))
 	})
 	if pprofOn {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -191,6 +232,12 @@ func startAdmin(cfg *config.Config, reg *prometheus.Registry, srv *relay.Server,
 	}
 	log = log.With(zap.String("component", "admin"))
 	ready := &readiness{srv: srv}
+	if s := sesSender(sender); s != nil {
+		// sesrelay_ses_region_up{region}: on this registry, so it exists
+		// only with the admin listener that serves it.
+		reg.MustRegister(s.RegionCollector())
+		ready.regions = s.Regions
+	}
 	if ac.ReadyChecksSES {
 		if probe := sesProbe(sender); probe != nil {
 			ready.ses = newSESCheck(probe, log)

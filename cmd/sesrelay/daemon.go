@@ -28,7 +28,7 @@ type daemon struct {
 }
 
 func newDaemon(ctx context.Context, cfg *config.Config, path string, log *zap.Logger) (*daemon, error) {
-	sender, err := buildSender(ctx, cfg)
+	sender, err := buildSender(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}

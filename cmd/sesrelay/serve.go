@@ -36,14 +36,16 @@ func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
 
 // buildSender returns the delivery.sender the configuration names.
 // It is wrapped in the rate limiter, whose limits the daemon sets at start
-// and on every reload (applyLimits).
-func buildSender(ctx context.Context, cfg *config.Config) (relay.Sender, error) {
+// and on every reload (applyLimits). log receives SES region health changes.
+func buildSender(ctx context.Context, cfg *config.Config, log *zap.Logger) (relay.Sender, error) {
 	var base relay.Sender
 	switch cfg.Delivery.Sender {
 	case config.SenderFile:
 		base = &relay.FileSender{Dir: cfg.Delivery.FileDir}
 	case config.SenderSES:
-		s, err := ses.New(ctx, ses.OptionsFromConfig(&cfg.SES))
+		opts := ses.OptionsFromConfig(&cfg.SES)
+		opts.Logger = log.With(zap.String("component", "ses"))
+		s, err := ses.New(ctx, opts)
 		if err != nil {
 			return nil, err
 		}
