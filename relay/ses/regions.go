@@ -166,7 +166,7 @@ func (h *regionHealth) record(region string, failed bool, after int, probeEvery 
 // ses.regions (not to a multi-region endpoint).
 func (s *Sender) observe(o *Options, rt route, region string, failed bool) {
 	if rt.endpointID == "" && slices.Contains(o.Regions, region) {
-		s.health.record(region, failed, max(o.FailoverAfter, 1), o.ProbeEvery)
+		s.health.record(region, failed, o.FailoverAfter, o.ProbeEvery)
 	}
 }
 

@@ -153,6 +153,13 @@ func (s *Sender) setOptions(o Options) {
 	if o.BackoffMax <= 0 {
 		o.BackoffMax = DefaultBackoffMax
 	}
+	// The defaults of ses.failover, for callers that build Options by hand.
+	if o.FailoverAfter <= 0 {
+		o.FailoverAfter = 3
+	}
+	if o.ProbeEvery <= 0 {
+		o.ProbeEvery = 30 * time.Second
+	}
 	o.AWSConfig, o.HTTPClient, o.Logger = nil, nil, nil
 	s.opts.Store(&o)
 }
