@@ -9,7 +9,6 @@ import (
 	"os"
 	"strings"
 
-
 	"github.com/sesrelay/sesrelay/config"
 	"github.com/sesrelay/sesrelay/relay"
 )
