@@ -10,8 +10,11 @@ GO ?= go
 run:
 	$(GO) run ./cmd/sesrelay serve
 
+# The same build as the container image (deploy/build.sh), so what is
+# tested is what ships.
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/sesrelay ./cmd/sesrelay
+	sh deploy/build.sh
+	mkdir -p bin && mv sesrelay bin/sesrelay
 
 deps:
 	bash scripts/deps.sh

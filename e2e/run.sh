@@ -127,9 +127,10 @@ if [ ! -d "$E2E_DIR/node_modules/aws-ses-v2-local" ] || [ ! -d "$E2E_DIR/node_mo
 	(cd "$E2E_DIR" && timeout 300 npm ci --no-audit --no-fund --loglevel=error) || die "npm ci in e2e/ failed"
 fi
 
-log "e2e: building sesrelay"
+log "e2e: building sesrelay with deploy/build.sh (the container image's build command)"
 BIN=$TMP/sesrelay
-timeout 300 go build -o "$BIN" ./cmd/sesrelay || die "go build ./cmd/sesrelay failed"
+timeout 300 sh deploy/build.sh || die "deploy/build.sh failed"
+mv sesrelay "$BIN" || die "deploy/build.sh produced no ./sesrelay"
 
 read -r P_EMU P_PROXY P_STARTTLS P_IMPLICIT P_ADMIN < <(free_ports 5)
 
