@@ -246,34 +246,32 @@ func Classify(err error) Kind {
 	return KindUnknown
 }
 
+// kindReplies is the reply of each Kind (REFERENCE.md §8): 4xx when a
+// retry of the same message can succeed, 5xx when it cannot. Kinds not
+// listed (unknown, transient, ambiguous) get 451 4.3.0.
+var kindReplies = map[Kind]struct {
+	code int
+	enh  smtp.EnhancedCode
+	text string
+}{
+	KindThrottled:        {451, smtp.EnhancedCode{4, 3, 2}, "Sending rate exceeded upstream, try again later"},
+	KindPaused:           {451, smtp.EnhancedCode{4, 3, 2}, "Sending is paused, try again later"},
+	KindMisconfigured:    {451, smtp.EnhancedCode{4, 3, 5}, "Relay configuration problem, try again later"},
+	KindRateLimited:      {451, smtp.EnhancedCode{4, 7, 0}, "Sending rate limit reached, try again later"},
+	KindDelegationDenied: {550, smtp.EnhancedCode{5, 7, 1}, "Not authorized to send as this identity"},
+	KindNotVerified:      {550, smtp.EnhancedCode{5, 7, 1}, "Sender or recipient address not verified"},
+	KindRejected:         {554, smtp.EnhancedCode{5, 6, 0}, "Message rejected by the upstream service"},
+	KindTooLarge:         {552, smtp.EnhancedCode{5, 3, 4}, "Message too big for the upstream service"},
+	KindBadRequest:       {554, smtp.EnhancedCode{5, 6, 0}, "Message refused as malformed by the upstream service"},
+	KindSuspended:        {554, smtp.EnhancedCode{5, 3, 2}, "Sending account suspended"},
+}
+
 // ReplyForSendError maps a Sender error to the SMTP reply the client gets:
 // a short generic text plus ref, an id to find the details in the log.
 func ReplyForSendError(err error, ref string) *smtp.SMTPError {
-	k := Classify(err)
-	suffix := " (ref " + ref + ")"
-	switch k {
-	case KindThrottled:
-		return reply(451, smtp.EnhancedCode{4, 3, 2}, "Sending rate exceeded upstream, try again later"+suffix)
-	case KindPaused:
-		return reply(451, smtp.EnhancedCode{4, 3, 2}, "Sending is paused, try again later"+suffix)
-	case KindMisconfigured:
-		return reply(451, smtp.EnhancedCode{4, 3, 5}, "Relay configuration problem, try again later"+suffix)
-	case KindDelegationDenied:
-		return reply(550, smtp.EnhancedCode{5, 7, 1}, "Not authorized to send as this identity"+suffix)
-	case KindNotVerified:
-		return reply(550, smtp.EnhancedCode{5, 7, 1}, "Sender or recipient address not verified"+suffix)
-	case KindRejected:
-		return reply(554, smtp.EnhancedCode{5, 6, 0}, "Message rejected by the upstream service"+suffix)
-	case KindTooLarge:
-		return reply(552, smtp.EnhancedCode{5, 3, 4}, "Message too big for the upstream service"+suffix)
-	case KindBadRequest:
-		return reply(554, smtp.EnhancedCode{5, 6, 0}, "Message refused as malformed by the upstream service"+suffix)
-	case KindSuspended:
-		return reply(554, smtp.EnhancedCode{5, 3, 2}, "Sending account suspended"+suffix)
-	case KindRateLimited:
-		return reply(451, smtp.EnhancedCode{4, 7, 0}, "Sending rate limit reached, try again later"+suffix)
-	case KindAmbiguous:
-		return reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary upstream failure, try again later"+suffix)
+	r, ok := kindReplies[Classify(err)]
+	if !ok {
+		r.code, r.enh, r.text = 451, smtp.EnhancedCode{4, 3, 0}, "Temporary upstream failure, try again later"
 	}
-	return reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary upstream failure, try again later"+suffix)
+	return reply(r.code, r.enh, r.text+" (ref "+ref+")")
 }
