@@ -170,6 +170,9 @@ const (
 type User struct {
 	Username     string `mapstructure:"username"`
 	PasswordHash string `mapstructure:"password_hash"`
+	// PasswordHashFile names a file holding the hash instead (a mounted
+	// Secret), so hashes need not sit in the policy file.
+	PasswordHashFile string `mapstructure:"password_hash_file"`
 
 	// Hash is PasswordHash parsed at load time.
 	Hash *PasswordHash `mapstructure:"-"`

@@ -85,3 +85,26 @@ func TestBadConfigs(t *testing.T) {
 		})
 	}
 }
+
+func TestPasswordHashFile(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "hash")
+	if err := os.WriteFile(f, []byte("$2a$10$fLk/pjHAlbeiM/xrxs7rM.c4LTB14MuTZ6tjapQ/.k4ypkOY1Q3IC\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	y := strings.Replace(string(DevYAML()), `password_hash: "$2a$10$fLk/pjHAlbeiM/xrxs7rM.c4LTB14MuTZ6tjapQ/.k4ypkOY1Q3IC"`, "password_hash_file: "+f, 1)
+	cfg, err := Parse([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Tenants[0].Users[0].Hash.Verify("demo-password") {
+		t.Fatal("hash from file does not verify")
+	}
+	if r := cfg.Redacted(); strings.Contains(r.Tenants[0].Users[0].PasswordHash, "$2a$") {
+		t.Fatal("redacted config shows the hash")
+	}
+	_, err = Parse([]byte(strings.Replace(y, f, filepath.Join(dir, "missing"), 1)))
+	if err == nil || !strings.Contains(err.Error(), "tenants[0].users[0].password_hash_file: open") {
+		t.Fatalf("missing file: %v", err)
+	}
+}

@@ -9,7 +9,7 @@ func (c *Config) Redacted() Config {
 	for i, t := range c.Tenants {
 		t.Users = make([]User, len(c.Tenants[i].Users))
 		for j, u := range c.Tenants[i].Users {
-			t.Users[j] = User{Username: u.Username, PasswordHash: "<redacted>"}
+			t.Users[j] = User{Username: u.Username, PasswordHash: "<redacted>", PasswordHashFile: u.PasswordHashFile}
 		}
 		if t.ListUnsubscribe != nil {
 			lu := *t.ListUnsubscribe

@@ -332,9 +332,22 @@ func (c *Config) validateTenants(p *problems) {
 			} else {
 				users[u.Username] = up
 			}
+			hashKey := up + ".password_hash"
+			switch {
+			case u.PasswordHashFile != "" && u.PasswordHash != "":
+				p.add(up+".password_hash_file", "set password_hash or password_hash_file, not both")
+			case u.PasswordHashFile != "":
+				hashKey = up + ".password_hash_file"
+				b, err := os.ReadFile(u.PasswordHashFile)
+				if err != nil {
+					p.add(hashKey, "%v", err)
+					continue
+				}
+				u.PasswordHash = strings.TrimSpace(string(b))
+			}
 			h, err := ParsePasswordHash(u.PasswordHash)
 			if err != nil {
-				p.add(up+".password_hash", "%v", err)
+				p.add(hashKey, "%v", err)
 			}
 			u.Hash = h
 		}

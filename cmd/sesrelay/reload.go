@@ -266,6 +266,9 @@ func referencedFiles(cfg *config.Config) []string {
 		for j := range t.DKIM {
 			add(t.DKIM[j].KeyFile)
 		}
+		for j := range t.Users {
+			add(t.Users[j].PasswordHashFile)
+		}
 		if t.ListUnsubscribe != nil {
 			add(t.ListUnsubscribe.SecretFile)
 		}
