@@ -5,7 +5,7 @@
 
 GO ?= go
 
-.PHONY: run build test deps unit e2e deploy-check fuzz bench
+.PHONY: run build test deps unit e2e deploy-check fuzz fuzz-short bench
 
 run:
 	$(GO) run ./cmd/sesrelay serve
@@ -19,7 +19,7 @@ build:
 deps:
 	bash scripts/deps.sh
 
-test: deps unit e2e deploy-check
+test: deps unit fuzz-short e2e deploy-check
 
 unit:
 	$(GO) vet ./...
@@ -34,6 +34,11 @@ deploy-check:
 # Short fuzz runs of every fuzz target (FUZZTIME=10s by default).
 fuzz:
 	bash scripts/fuzz.sh
+
+# What `make test` runs: 5 s of fuzzing per target on top of the seeds
+# that `go test` always runs.
+fuzz-short:
+	FUZZTIME=5s bash scripts/fuzz.sh
 
 bench:
 	$(GO) run ./bench run --relay-bin bin/sesrelay
