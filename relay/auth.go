@@ -133,14 +133,8 @@ func (a *authenticator) cacheKey(snapshot uint64, username, password string) [32
 // snapshot identifies the configuration generation, so a reload (a
 // rotated password) never matches an old cache entry.
 func (a *authenticator) verify(ctx context.Context, snapshot uint64, u *config.User, username, password string, dummy *config.PasswordHash) (ok bool, err error) {
-	if u != nil && a.ttl > 0 {
-		k := a.cacheKey(snapshot, username, password)
-		a.mu.Lock()
-		exp, hit := a.cache[k]
-		a.mu.Unlock()
-		if hit && a.now().Before(exp) {
-			return true, nil
-		}
+	if u != nil && a.cached(snapshot, username, password) {
+		return true, nil
 	}
 	select {
 	case a.sem <- struct{}{}:
@@ -148,6 +142,12 @@ func (a *authenticator) verify(ctx context.Context, snapshot uint64, u *config.U
 		return false, ctx.Err()
 	}
 	defer func() { <-a.sem }()
+	// Another session may have verified the same credentials while this
+	// one waited for a slot (an application opening many connections at
+	// once): check the cache again before paying the KDF.
+	if u != nil && a.cached(snapshot, username, password) {
+		return true, nil
+	}
 	h := a.dummy
 	if dummy != nil {
 		h = dummy
@@ -174,6 +174,18 @@ func (a *authenticator) verify(ctx context.Context, snapshot uint64, u *config.U
 		a.mu.Unlock()
 	}
 	return ok, nil
+}
+
+// cached reports whether these credentials were verified within the TTL.
+func (a *authenticator) cached(snapshot uint64, username, password string) bool {
+	if a.ttl <= 0 {
+		return false
+	}
+	k := a.cacheKey(snapshot, username, password)
+	a.mu.Lock()
+	exp, hit := a.cache[k]
+	a.mu.Unlock()
+	return hit && a.now().Before(exp)
 }
 
 // verifyWithDummy is verify with the snapshot's dummy hash, which has the

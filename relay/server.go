@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -103,6 +104,10 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.auth = newAuthenticator(cfg.Auth.MaxConcurrentHashes, cfg.Auth.CacheTTL, s.now)
+	// Building the snapshot ran the password KDF once (the dummy hash):
+	// give its memory (19 MiB for Argon2id) back to the OS now rather
+	// than keep it resident in an idle relay.
+	debug.FreeOSMemory()
 	s.memory = newDeliveryMemory(cfg.Delivery.RetryMemoryTTL, cfg.Delivery.RetryMemoryMax, s.now)
 	// Lockouts run on the wall clock, not on the injected Now.
 	s.authLimit = newAuthLimiter(time.Now)

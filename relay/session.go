@@ -236,7 +236,10 @@ func (sess *Session) Data(r io.Reader) error {
 	start := time.Now()
 	ref := sess.srv.newID()
 	log := sess.log.With(zap.String("ref", ref), zap.String("mail_from", sess.from), zap.Strings("rcpt", sess.rcpts))
-	raw, err := readMessage(r, sess.sizeHint, sess.st.cfg.Server.MaxMessageBytes)
+	buf := readBuffer(sess.sizeHint, sess.st.cfg.Server.MaxMessageBytes)
+	defer releaseBuffer(buf)
+	_, err := buf.ReadFrom(r)
+	raw := buf.Bytes()
 	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) && se.Code == 552 {
@@ -273,14 +276,31 @@ func (sess *Session) Logout() error {
 	return nil
 }
 
-// readMessage reads DATA fully. go-smtp's reader stops at
-// server.max_message_bytes with a 552 error.
-func readMessage(r io.Reader, sizeHint, max int64) ([]byte, error) {
-	n := int64(64 << 10)
-	if sizeHint > 0 && sizeHint <= max {
-		n = sizeHint + 4096
+// Buffers for DATA. Typical messages reuse pooled buffers (a new 64 KiB
+// buffer per message was the largest source of garbage); a buffer that grew
+// past pooledBufferMax is left to the garbage collector. go-smtp's reader
+// stops at server.max_message_bytes with a 552 error.
+const pooledBufferMax = 1 << 20
+
+var bufferPool = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0, 64<<10)) }}
+
+// readBuffer returns an empty buffer for one message; with a SIZE= hint
+// over the pooled size it is allocated at that size at once, so a large
+// message is not copied through every doubling.
+func readBuffer(sizeHint, max int64) *bytes.Buffer {
+	if sizeHint > pooledBufferMax && sizeHint <= max {
+		return bytes.NewBuffer(make([]byte, 0, sizeHint+4096))
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, n))
-	_, err := buf.ReadFrom(r)
-	return buf.Bytes(), err
+	b := bufferPool.Get().(*bytes.Buffer)
+	b.Reset()
+	return b
+}
+
+// releaseBuffer returns b to the pool. Nothing may refer to its bytes
+// afterwards: Data calls it after the pipeline and the sends are done
+// (requests carry their own copy of the message).
+func releaseBuffer(b *bytes.Buffer) {
+	if b.Cap() <= pooledBufferMax {
+		bufferPool.Put(b)
+	}
 }

@@ -111,28 +111,30 @@ var _ relay.Sender = (*Sender)(nil)
 // New loads the default AWS credential chain (environment, shared config,
 // web identity / IRSA, instance role) unless opts.AWSConfig is set.
 func New(ctx context.Context, opts Options) (*Sender, error) {
-	var base aws.Config
-	if opts.AWSConfig != nil {
-		base = opts.AWSConfig.Copy()
-	} else {
-		var err error
-		base, err = awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(opts.Region))
-		if err != nil {
-			return nil, fmt.Errorf("ses: loading AWS configuration: %w", err)
-		}
-	}
-	if opts.HTTPClient != nil {
-		base.HTTPClient = opts.HTTPClient
-	} else {
+	httpClient := opts.HTTPClient
+	if httpClient == nil {
 		n := opts.MaxIdleConns
 		if n <= 0 {
 			n = 64
 		}
-		base.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		httpClient = awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
 			t.MaxIdleConns = n * 2
 			t.MaxIdleConnsPerHost = n
 			t.IdleConnTimeout = 90 * time.Second
 		})
+	}
+	var base aws.Config
+	if opts.AWSConfig != nil {
+		base = opts.AWSConfig.Copy()
+		base.HTTPClient = httpClient
+	} else {
+		// The pooled client goes in through LoadDefaultConfig, which then
+		// applies shared-config settings to it (AWS_CA_BUNDLE, ...).
+		var err error
+		base, err = awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(opts.Region), awsconfig.WithHTTPClient(httpClient))
+		if err != nil {
+			return nil, fmt.Errorf("ses: loading AWS configuration: %w", err)
+		}
 	}
 	log := opts.Logger
 	if log == nil {
