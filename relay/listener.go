@@ -123,9 +123,12 @@ type trackedConn struct {
 	srv         *Server
 	ip          netip.Addr
 	readTimeout atomic.Int64
-	closeAfter  atomic.Bool
-	closeOnce   sync.Once
-	session     atomic.Pointer[Session]
+	// dataDeadline is the end of the current DATA upload (Unix ns), 0 when
+	// not in DATA.
+	dataDeadline atomic.Int64
+	closeAfter   atomic.Bool
+	closeOnce    sync.Once
+	session      atomic.Pointer[Session]
 
 	id       string
 	listener string
@@ -145,10 +148,20 @@ func (c *trackedConn) setIdentity(user, tenant string) {
 
 func (c *trackedConn) Read(b []byte) (int, error) {
 	if d := time.Duration(c.readTimeout.Load()); d > 0 {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(d))
+		dl := time.Now().Add(d)
+		// During DATA the whole upload is also capped (server.data_timeout).
+		if end := c.dataDeadline.Load(); end != 0 && time.Unix(0, end).Before(dl) {
+			dl = time.Unix(0, end)
+		}
+		_ = c.Conn.SetReadDeadline(dl)
 	}
 	return c.Conn.Read(b)
 }
+
+// startData caps the time for reading one message body; endData lifts
+// the cap.
+func (c *trackedConn) startData(d time.Duration) { c.dataDeadline.Store(time.Now().Add(d).UnixNano()) }
+func (c *trackedConn) endData()                  { c.dataDeadline.Store(0) }
 
 // SetReadDeadline ignores go-smtp's per-command deadline: Read applies
 // the idle timeout itself. A deadline in the past (used to interrupt a

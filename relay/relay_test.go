@@ -438,3 +438,45 @@ func TestFileSender(t *testing.T) {
 }
 
 var _ net.Addr
+
+// TestDataTimeout: a client trickling its message past server.data_timeout
+// is cut off, nothing is sent, and the connection closes.
+func TestDataTimeout(t *testing.T) {
+	h := start(t, strings.Replace(baseYAML, "  max_recipients: 50\n", "  max_recipients: 50\n  data_timeout: 400ms\n  read_timeout: 5s\n", 1))
+	c, err := smtp.Dial(h.plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(sasl.NewPlainClient("", "billing-app", testPassword)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail("invoices@billing.example.com", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("a@example.org", nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var werr error
+	for i := 0; i < 40 && werr == nil; i++ {
+		_, werr = w.Write([]byte("X-Slow: " + strings.Repeat("x", 10) + "\r\n"))
+		time.Sleep(50 * time.Millisecond)
+	}
+	if werr == nil {
+		werr = w.Close()
+	}
+	if werr == nil {
+		t.Fatal("a 2 s upload finished although data_timeout is 400ms")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("cut off only after %v", d)
+	}
+	if h.ses.Calls() != 0 {
+		t.Fatal("a cut-off message reached SES")
+	}
+}

@@ -238,7 +238,16 @@ func (sess *Session) Data(r io.Reader) error {
 	log := sess.log.With(zap.String("ref", ref), zap.String("mail_from", sess.from), zap.Strings("rcpt", sess.rcpts))
 	buf := readBuffer(sess.sizeHint, sess.st.cfg.Server.MaxMessageBytes)
 	defer releaseBuffer(buf)
+	if sess.tc != nil {
+		sess.tc.startData(sess.st.cfg.Server.DataTimeout)
+	}
 	_, err := buf.ReadFrom(r)
+	if sess.tc != nil && err == nil {
+		// On an error the cap stays: go-smtp's drain of the rest of the
+		// upload and the next command then fail fast and the connection
+		// closes, so a trickling client cannot hold it.
+		sess.tc.endData()
+	}
 	raw := buf.Bytes()
 	if err != nil {
 		var se *smtp.SMTPError
