@@ -276,7 +276,7 @@ func (s *Server) deliver(ctx context.Context, st *state, t *policy.Tenant, env E
 			s.metrics.message(t.Name, outcome, kind.String(), time.Since(start))
 			return r
 		}
-		s.metrics.sesCall(regionOr(req.Region, st.cfg.SES.Region), "ok", d)
+		s.metrics.sesCall(regionOr(res.Region, regionOr(req.Region, st.cfg.SES.Region)), "ok", d)
 		s.metrics.sent(t.Name, len(req.Recipients), len(req.Raw))
 		ids = append(ids, res.MessageID)
 		if p.PerRecipient {

@@ -31,6 +31,9 @@ type Request struct {
 // Result is what SES answered.
 type Result struct {
 	MessageID string
+	// Region is where the message was sent, when the sender knows (after
+	// a regional failover it differs from Request.Region).
+	Region string
 }
 
 // Sender delivers one request. It returns only after the message was

@@ -318,7 +318,7 @@ func (s *Sender) Send(ctx context.Context, req *relay.Request) (*relay.Result, e
 		out, err := s.Client(region).SendEmail(httptrace.WithClientTrace(ctx, tr.clientTrace()), in)
 		if err == nil {
 			s.observe(o, rt, region, false)
-			return &relay.Result{MessageID: aws.ToString(out.MessageId)}, nil
+			return &relay.Result{MessageID: aws.ToString(out.MessageId), Region: region}, nil
 		}
 		kind, retryable := classifyAttempt(ctx, err, tr)
 		elsewhere := tryElsewhere(kind, retryable)
