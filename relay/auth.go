@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-sasl"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/sesrelay/sesrelay/config"
 )
@@ -97,8 +98,9 @@ type authenticator struct {
 	key   [32]byte
 	dummy *config.PasswordHash
 
-	mu    sync.Mutex
-	cache map[[32]byte]time.Time
+	mu     sync.Mutex
+	cache  map[[32]byte]time.Time
+	flight singleflight.Group
 }
 
 func newAuthenticator(maxConcurrent int, ttl time.Duration, now func() time.Time) *authenticator {
@@ -136,44 +138,54 @@ func (a *authenticator) verify(ctx context.Context, snapshot uint64, u *config.U
 	if u != nil && a.cached(snapshot, username, password) {
 		return true, nil
 	}
-	select {
-	case a.sem <- struct{}{}:
-	case <-ctx.Done():
-		return false, ctx.Err()
+	// Concurrent checks of the same credentials (an application opening
+	// many connections at once) share one KDF run.
+	k := a.cacheKey(snapshot, username, password)
+	v, err, _ := a.flight.Do(string(k[:]), func() (any, error) {
+		select {
+		case a.sem <- struct{}{}:
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+		defer func() { <-a.sem }()
+		if u != nil && a.cached(snapshot, username, password) {
+			return true, nil
+		}
+		h := a.dummy
+		if dummy != nil {
+			h = dummy
+		}
+		if u != nil && u.Hash != nil {
+			h = u.Hash
+		}
+		ok := h.Verify(password) && u != nil
+		if ok && a.ttl > 0 {
+			a.remember(k)
+		}
+		return ok, nil
+	})
+	if err != nil {
+		return false, err
 	}
-	defer func() { <-a.sem }()
-	// Another session may have verified the same credentials while this
-	// one waited for a slot (an application opening many connections at
-	// once): check the cache again before paying the KDF.
-	if u != nil && a.cached(snapshot, username, password) {
-		return true, nil
-	}
-	h := a.dummy
-	if dummy != nil {
-		h = dummy
-	}
-	if u != nil && u.Hash != nil {
-		h = u.Hash
-	}
-	ok = h.Verify(password) && u != nil
-	if ok && a.ttl > 0 {
-		k := a.cacheKey(snapshot, username, password)
-		now := a.now()
-		a.mu.Lock()
-		if len(a.cache) > 10000 {
-			for ck, exp := range a.cache {
-				if now.After(exp) {
-					delete(a.cache, ck)
-				}
-			}
-			if len(a.cache) > 10000 {
-				clear(a.cache)
+	return v.(bool), nil
+}
+
+// remember caches a successful verification under k for the TTL.
+func (a *authenticator) remember(k [32]byte) {
+	now := a.now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.cache) > 10000 {
+		for ck, exp := range a.cache {
+			if now.After(exp) {
+				delete(a.cache, ck)
 			}
 		}
-		a.cache[k] = now.Add(a.ttl)
-		a.mu.Unlock()
+		if len(a.cache) > 10000 {
+			clear(a.cache)
+		}
 	}
-	return ok, nil
+	a.cache[k] = now.Add(a.ttl)
 }
 
 // cached reports whether these credentials were verified within the TTL.
