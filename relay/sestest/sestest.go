@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -51,13 +52,20 @@ type Server struct {
 	mu       sync.Mutex
 	requests []*Request
 	calls    atomic.Int64
+	conns    atomic.Int64
 	accepted atomic.Int64
 }
 
 // New starts a stand-in on 127.0.0.1.
 func New() *Server {
 	s := &Server{}
-	s.Server = httptest.NewServer(http.HandlerFunc(s.handle))
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.handle))
+	s.Server.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.conns.Add(1)
+		}
+	}
+	s.Server.Start()
 	return s
 }
 
@@ -67,6 +75,9 @@ func (s *Server) Requests() []*Request {
 	defer s.mu.Unlock()
 	return append([]*Request(nil), s.requests...)
 }
+
+// Conns counts the TCP connections clients opened.
+func (s *Server) Conns() int { return int(s.conns.Load()) }
 
 // Calls counts every call, accepted or not.
 func (s *Server) Calls() int { return int(s.calls.Load()) }
