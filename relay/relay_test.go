@@ -480,3 +480,15 @@ func TestDataTimeout(t *testing.T) {
 		t.Fatal("a cut-off message reached SES")
 	}
 }
+
+// TestLineTooLongInData: a line longer than go-smtp reads (2000 octets)
+// is a permanent content error, not a transient abort.
+func TestLineTooLongInData(t *testing.T) {
+	h := start(t, baseYAML)
+	c := h.dial("billing-app", testPassword)
+	_, err := send(c, "invoices@billing.example.com", []string{"a@example.org"}, simpleMsg+strings.Repeat("z", 3000)+"\r\n")
+	expectCode(t, err, 554, "5.6.0")
+	if h.ses.Calls() != 0 {
+		t.Fatal("SES called")
+	}
+}

@@ -256,6 +256,11 @@ func (sess *Session) Data(r io.Reader) error {
 			sess.srv.metrics.message(sess.tenant.Name, "rejected", "too_large", time.Since(start))
 			return errTooLarge
 		}
+		if errors.Is(err, smtp.ErrTooLongLine) {
+			log.Info("message refused", zap.String("reason", "line_too_long"), zap.Int("code", 554))
+			sess.srv.metrics.message(sess.tenant.Name, "rejected", "line_too_long", time.Since(start))
+			return errLineTooLong
+		}
 		log.Info("message aborted", zap.Error(err))
 		sess.srv.metrics.message(sess.tenant.Name, "failed", "aborted", time.Since(start))
 		return errDataAborted
