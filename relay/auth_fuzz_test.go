@@ -26,8 +26,10 @@ func FuzzSASL(f *testing.F) {
 			return errAuthFailed
 		}
 		servers := []struct {
-			name  string
-			srv   interface{ Next([]byte) ([]byte, bool, error) }
+			name string
+			srv  interface {
+				Next([]byte) ([]byte, bool, error)
+			}
 			steps [][]byte
 		}{
 			{"plain-ir", &plainServer{check: check}, [][]byte{plain, plain}},

@@ -3,7 +3,6 @@ package relay_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -23,12 +22,18 @@ import (
 	"github.com/sesrelay/sesrelay/relay"
 	"github.com/sesrelay/sesrelay/relay/ses"
 	"github.com/sesrelay/sesrelay/relay/sestest"
+	"github.com/sesrelay/sesrelay/relay/smtptest"
 )
 
-// The password of every test user; the hash is bcrypt cost 10.
+// Shorthands for the shared SMTP test helpers.
 const (
-	testPassword = "demo-password"
-	testHash     = "$2a$10$fLk/pjHAlbeiM/xrxs7rM.c4LTB14MuTZ6tjapQ/.k4ypkOY1Q3IC"
+	testPassword = smtptest.Password
+	testHash     = smtptest.PasswordHash
+)
+
+var (
+	expectCode = smtptest.ExpectCode
+	send       = smtptest.Send
 )
 
 const baseYAML = `
@@ -123,7 +128,7 @@ var testNow = time.Date(2026, 11, 23, 9, 30, 0, 0, time.UTC)
 // prepared is what the relay adds to a message without Date and Message-ID.
 const prepared = "Date: Mon, 23 Nov 2026 09:30:00 +0000\r\nMessage-ID: <0123456789abcdef@relay.test>\r\n"
 
-var clientTLS = &tls.Config{InsecureSkipVerify: true}
+var clientTLS = smtptest.ClientTLS
 
 func (h *harness) dial(user, pass string) *smtp.Client {
 	h.t.Helper()
@@ -138,44 +143,6 @@ func (h *harness) dial(user, pass string) *smtp.Client {
 		}
 	}
 	return c
-}
-
-func expectCode(t *testing.T, err error, code int, enh string) {
-	t.Helper()
-	var se *smtp.SMTPError
-	if !errors.As(err, &se) {
-		t.Fatalf("want %d %s, got %v", code, enh, err)
-	}
-	got := fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
-	if se.Code != code || (enh != "" && got != enh) {
-		t.Fatalf("want %d %s, got %d %s %q", code, enh, se.Code, got, se.Message)
-	}
-	if se.Code/100 != se.EnhancedCode[0] {
-		t.Fatalf("reply class %d does not match enhanced code %s", se.Code, got)
-	}
-}
-
-func send(c *smtp.Client, from string, to []string, msg string) (string, error) {
-	if err := c.Mail(from, nil); err != nil {
-		return "", err
-	}
-	for _, r := range to {
-		if err := c.Rcpt(r, nil); err != nil {
-			return "", err
-		}
-	}
-	w, err := c.Data()
-	if err != nil {
-		return "", err
-	}
-	if _, err := w.Write([]byte(msg)); err != nil {
-		return "", err
-	}
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		return "", err
-	}
-	return resp.StatusText, nil
 }
 
 const simpleMsg = "From: Billing <invoices@billing.example.com>\r\n" +

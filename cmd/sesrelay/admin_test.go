@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -33,12 +32,7 @@ import (
 	"github.com/sesrelay/sesrelay/relay"
 	"github.com/sesrelay/sesrelay/relay/ses"
 	"github.com/sesrelay/sesrelay/relay/sestest"
-)
-
-// The password of the test user; the hash is bcrypt cost 10.
-const (
-	adminTestPassword = "demo-password"
-	adminTestHash     = "$2a$10$fLk/pjHAlbeiM/xrxs7rM.c4LTB14MuTZ6tjapQ/.k4ypkOY1Q3IC"
+	"github.com/sesrelay/sesrelay/relay/smtptest"
 )
 
 // adminYAML is a relay with one plaintext loopback listener (AUTH allowed
@@ -85,7 +79,7 @@ type relayUnderTest struct {
 // file in dir and returns its path.
 func writeAdminConfig(t *testing.T, dir, endpoint, extra string) string {
 	t.Helper()
-	y := strings.NewReplacer("HASH", adminTestHash, "ENDPOINT", endpoint, "EXTRA", extra).Replace(adminYAML)
+	y := strings.NewReplacer("HASH", smtptest.PasswordHash, "ENDPOINT", endpoint, "EXTRA", extra).Replace(adminYAML)
 	p := filepath.Join(dir, "sesrelay.yaml")
 	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
@@ -202,37 +196,6 @@ func (r *relayUnderTest) dial() *smtp.Client {
 	return c
 }
 
-func expectAdminCode(t *testing.T, err error, code int, enh string) {
-	t.Helper()
-	var se *smtp.SMTPError
-	if !errors.As(err, &se) {
-		t.Fatalf("want %d %s, got %v", code, enh, err)
-	}
-	got := fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
-	if se.Code != code || got != enh {
-		t.Fatalf("want %d %s, got %d %s %q", code, enh, se.Code, got, se.Message)
-	}
-}
-
-func sendAdminTest(c *smtp.Client, from string, to []string, msg string) error {
-	if err := c.Mail(from, nil); err != nil {
-		return err
-	}
-	for _, r := range to {
-		if err := c.Rcpt(r, nil); err != nil {
-			return err
-		}
-	}
-	w, err := c.Data()
-	if err != nil {
-		return err
-	}
-	if _, err := io.WriteString(w, msg); err != nil {
-		return err
-	}
-	return w.Close()
-}
-
 // scrape is one /metrics exposition, parsed.
 type scrape struct {
 	t    *testing.T
@@ -342,20 +305,20 @@ func TestAdminMetricsAfterTraffic(t *testing.T) {
 	r.run()
 
 	c := r.dial()
-	expectAdminCode(t, c.Auth(sasl.NewPlainClient("", "billing-app", "wrong-password")), 535, "5.7.8")
-	if err := c.Auth(sasl.NewPlainClient("", "billing-app", adminTestPassword)); err != nil {
+	smtptest.ExpectCode(t, c.Auth(sasl.NewPlainClient("", "billing-app", "wrong-password")), 535, "5.7.8")
+	if err := c.Auth(sasl.NewPlainClient("", "billing-app", smtptest.Password)); err != nil {
 		t.Fatal(err)
 	}
 	msg := strings.Replace(adminTestMsg, "SUBJECT", "invoice", 1)
-	if err := sendAdminTest(c, "bounces@billing.example.com", []string{"customer@example.org", "other@example.net"}, msg); err != nil {
+	if err := sendAdmin(c, "bounces@billing.example.com", []string{"customer@example.org", "other@example.net"}, msg); err != nil {
 		t.Fatal(err)
 	}
-	expectAdminCode(t, c.Mail("someone@elsewhere.example", nil), 550, "5.7.1")
+	smtptest.ExpectCode(t, c.Mail("someone@elsewhere.example", nil), 550, "5.7.1")
 	if err := c.Reset(); err != nil {
 		t.Fatal(err)
 	}
 	throttled := strings.Replace(adminTestMsg, "SUBJECT", "throttle", 1)
-	expectAdminCode(t, sendAdminTest(c, "bounces@billing.example.com", []string{"customer@example.org"}, throttled), 451, "4.3.2")
+	smtptest.ExpectCode(t, sendAdmin(c, "bounces@billing.example.com", []string{"customer@example.org"}, throttled), 451, "4.3.2")
 
 	s := r.scrape()
 	const tenant = "tenant=billing"
@@ -392,7 +355,7 @@ func TestAdminMetricsAfterTraffic(t *testing.T) {
 		}
 	}
 	// Neither credentials nor configuration values are exposed.
-	for _, secret := range []string{adminTestPassword, "wrong-password", "$2a$", "AKIDTEST", "secret-access-key", "billing-app", "elsewhere.example"} {
+	for _, secret := range []string{smtptest.Password, "wrong-password", "$2a$", "AKIDTEST", "secret-access-key", "billing-app", "elsewhere.example"} {
 		if strings.Contains(s.raw, secret) {
 			t.Errorf("/metrics exposes %q", secret)
 		}
@@ -469,7 +432,7 @@ func TestAdminReadyzDraining(t *testing.T) {
 	r := startRelay(t, "", "")
 	r.run()
 	c := r.dial()
-	if err := c.Auth(sasl.NewPlainClient("", "billing-app", adminTestPassword)); err != nil {
+	if err := c.Auth(sasl.NewPlainClient("", "billing-app", smtptest.Password)); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Mail("bounces@billing.example.com", nil); err != nil {
@@ -752,4 +715,10 @@ func TestAlertRules(t *testing.T) {
 			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
+}
+
+// sendAdmin is smtptest.Send for callers that only need the error.
+func sendAdmin(c *smtp.Client, from string, to []string, msg string) error {
+	_, err := smtptest.Send(c, from, to, msg)
+	return err
 }

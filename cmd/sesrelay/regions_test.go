@@ -18,6 +18,7 @@ import (
 	"github.com/sesrelay/sesrelay/config"
 	"github.com/sesrelay/sesrelay/relay/ses"
 	"github.com/sesrelay/sesrelay/relay/sestest"
+	"github.com/sesrelay/sesrelay/relay/smtptest"
 )
 
 const regionsYAML = `
@@ -57,7 +58,7 @@ func TestAdminRegionHealth(t *testing.T) {
 	}
 	r1, r2 := stub(&down1), stub(&down2)
 	path := filepath.Join(t.TempDir(), "sesrelay.yaml")
-	y := strings.NewReplacer("HASH", adminTestHash, "R1", r1.URL, "R2", r2.URL).Replace(regionsYAML)
+	y := strings.NewReplacer("HASH", smtptest.PasswordHash, "R1", r1.URL, "R2", r2.URL).Replace(regionsYAML)
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -85,10 +86,10 @@ func TestAdminRegionHealth(t *testing.T) {
 	}
 	down1.Store(true)
 	c := r.dial()
-	if err := c.Auth(sasl.NewPlainClient("", "billing-app", adminTestPassword)); err != nil {
+	if err := c.Auth(sasl.NewPlainClient("", "billing-app", smtptest.Password)); err != nil {
 		t.Fatal(err)
 	}
-	if err := sendAdminTest(c, "app@billing.example.com", []string{"customer@example.org"}, adminTestMsg); err != nil {
+	if err := sendAdmin(c, "app@billing.example.com", []string{"customer@example.org"}, adminTestMsg); err != nil {
 		t.Fatalf("want 250 through us-west-2: %v", err)
 	}
 	if code, body := r.get("/readyz"); code != 200 || body != "ready\nses region us-east-1: down\nses region us-west-2: up\n" {
@@ -102,8 +103,8 @@ func TestAdminRegionHealth(t *testing.T) {
 	}
 
 	down2.Store(true)
-	err = sendAdminTest(c, "app@billing.example.com", []string{"customer@example.org"}, adminTestMsg)
-	expectAdminCode(t, err, 451, "4.3.0")
+	err = sendAdmin(c, "app@billing.example.com", []string{"customer@example.org"}, adminTestMsg)
+	smtptest.ExpectCode(t, err, 451, "4.3.0")
 	if r1.Calls() != 2 || r2.Calls() != 2 {
 		t.Errorf("calls: us-east-1 %d, us-west-2 %d; want 2 each (the last resort tries a down region)", r1.Calls(), r2.Calls())
 	}

@@ -5,7 +5,6 @@ package ses
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -24,11 +23,7 @@ import (
 	"github.com/sesrelay/sesrelay/config"
 	"github.com/sesrelay/sesrelay/relay"
 	"github.com/sesrelay/sesrelay/relay/sestest"
-)
-
-const (
-	mrPassword = "demo-password"
-	mrHash     = "$2a$10$fLk/pjHAlbeiM/xrxs7rM.c4LTB14MuTZ6tjapQ/.k4ypkOY1Q3IC"
+	"github.com/sesrelay/sesrelay/relay/smtptest"
 )
 
 const mrYAML = `
@@ -96,7 +91,7 @@ type multiRelay struct {
 func startMulti(t *testing.T, sesExtra, tenantExtra string) *multiRelay {
 	t.Helper()
 	m := &multiRelay{t: t, r1: newRegion(t), r2: newRegion(t)}
-	y := strings.NewReplacer("R1", m.r1.URL, "R2", m.r2.URL, "HASH", mrHash,
+	y := strings.NewReplacer("R1", m.r1.URL, "R2", m.r2.URL, "HASH", smtptest.PasswordHash,
 		"SES_EXTRA", sesExtra, "TENANT_EXTRA", tenantExtra).Replace(mrYAML)
 	cfg, err := config.Parse([]byte(y))
 	if err != nil {
@@ -132,7 +127,7 @@ func (m *multiRelay) client(user string) *smtp.Client {
 		m.t.Fatal(err)
 	}
 	m.t.Cleanup(func() { c.Close() })
-	if err := c.Auth(sasl.NewPlainClient("", user, mrPassword)); err != nil {
+	if err := c.Auth(sasl.NewPlainClient("", user, smtptest.Password)); err != nil {
 		m.t.Fatalf("auth %s: %v", user, err)
 	}
 	return c
@@ -163,18 +158,6 @@ func must250(t *testing.T, c *smtp.Client, domain string) {
 	t.Helper()
 	if _, err := mail(c, domain); err != nil {
 		t.Fatalf("want 250, got %v", err)
-	}
-}
-
-func expectCode(t *testing.T, err error, code int, enh string) {
-	t.Helper()
-	var se *smtp.SMTPError
-	if !errors.As(err, &se) {
-		t.Fatalf("want %d %s, got %v", code, enh, err)
-	}
-	got := fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
-	if se.Code != code || got != enh {
-		t.Fatalf("want %d %s, got %d %s %q", code, enh, se.Code, got, se.Message)
 	}
 }
 
@@ -257,7 +240,7 @@ func TestAmbiguousNeverFailsOver(t *testing.T) {
 			m.r1.answer(&sestest.Reply{Drop: true})
 			c := m.client("billing-app")
 			_, err := mail(c, "billing.example.com")
-			expectCode(t, err, 451, "4.3.0")
+			smtptest.ExpectCode(t, err, 451, "4.3.0")
 			want := 1
 			if retry {
 				want = 2 // one more try, in the same region only
@@ -385,7 +368,7 @@ func TestPinnedTenantsDoNotFailOver(t *testing.T) {
 	m := startMulti(t, "", "")
 	m.r2.answer(&sestest.Reply{Status: 503})
 	_, err := mail(m.client("pinned-app"), "pinned.example.com")
-	expectCode(t, err, 451, "4.3.0")
+	smtptest.ExpectCode(t, err, 451, "4.3.0")
 	if m.r1.Calls() != 0 || m.r2.Calls() != 2 {
 		t.Fatalf("pinned to us-west-2: region 1 %d calls, region 2 %d", m.r1.Calls(), m.r2.Calls())
 	}
@@ -393,7 +376,7 @@ func TestPinnedTenantsDoNotFailOver(t *testing.T) {
 	m.r2.answer(nil)
 	m.r1.answer(&sestest.Reply{Status: 503})
 	_, err = mail(m.client("delegated-app"), "delegated.example.com")
-	expectCode(t, err, 451, "4.3.0")
+	smtptest.ExpectCode(t, err, 451, "4.3.0")
 	if m.r1.Calls() != 2 || m.r2.Calls() != 2 {
 		t.Fatalf("delegated identity in us-east-1: region 1 %d calls, region 2 %d", m.r1.Calls(), m.r2.Calls())
 	}
@@ -429,7 +412,7 @@ func TestEndpointIDSignedWithSigV4a(t *testing.T) {
 	// id, the relay does not.
 	m.r1.answer(&sestest.Reply{Status: 503})
 	_, err := mail(m.client("global-app"), "global.example.com")
-	expectCode(t, err, 451, "4.3.0")
+	smtptest.ExpectCode(t, err, 451, "4.3.0")
 	if m.r2.Calls() != 0 {
 		t.Fatal("a multi-region endpoint request was failed over by the relay")
 	}
