@@ -2,7 +2,6 @@ package config
 
 import (
 	"crypto/rand"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"strings"
@@ -52,11 +51,6 @@ func (h *PasswordHash) Verify(password string) bool {
 	}
 	err := bcrypt.CompareHashAndPassword([]byte(h.encoded), []byte(password))
 	return err == nil
-}
-
-// Equal reports whether two parsed hashes are the same string (constant time).
-func (h *PasswordHash) Equal(o *PasswordHash) bool {
-	return subtle.ConstantTimeCompare([]byte(h.encoded), []byte(o.encoded)) == 1
 }
 
 // HashPassword returns an Argon2id PHC string with the OWASP parameters

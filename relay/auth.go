@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -80,12 +81,6 @@ var (
 	_ sasl.Server = (*loginServer)(nil)
 )
 
-// userEntry is a credential of the current snapshot.
-type userEntry struct {
-	tenant string
-	user   *config.User
-}
-
 // authenticator verifies credentials. It caps concurrent KDF runs (an
 // Argon2id run holds 19 MiB) and remembers recent successful verifications
 // under a keyed hash of username and password, so that applications that
@@ -101,6 +96,8 @@ type authenticator struct {
 	mu     sync.Mutex
 	cache  map[[32]byte]time.Time
 	flight singleflight.Group
+	// kdfRuns counts password hash computations (tests).
+	kdfRuns atomic.Int64
 }
 
 func newAuthenticator(maxConcurrent int, ttl time.Duration, now func() time.Time) *authenticator {
@@ -158,6 +155,7 @@ func (a *authenticator) verify(ctx context.Context, snapshot uint64, u *config.U
 		if u != nil && u.Hash != nil {
 			h = u.Hash
 		}
+		a.kdfRuns.Add(1)
 		ok := h.Verify(password) && u != nil
 		if ok && a.ttl > 0 {
 			a.remember(k)

@@ -18,25 +18,28 @@ func TestConcurrentAuthSharesKDF(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := &config.User{Username: "demo", Hash: h}
-	a := newAuthenticator(4, time.Minute, time.Now)
+	a := newAuthenticator(16, time.Minute, time.Now)
 	var oks atomic.Int64
 	var wg sync.WaitGroup
-	start := time.Now()
+	release := make(chan struct{})
 	for i := 0; i < 16; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			<-release
 			if ok, err := a.verify(context.Background(), 1, u, "demo", "demo-password", nil); err == nil && ok {
 				oks.Add(1)
 			}
 		}()
 	}
+	close(release)
 	wg.Wait()
 	if oks.Load() != 16 {
 		t.Fatalf("%d of 16 verified", oks.Load())
 	}
-	// 16 bcrypt runs on 4 slots would take 4 rounds; one shared run is one.
-	t.Logf("16 concurrent logins in %v", time.Since(start))
+	if n := a.kdfRuns.Load(); n != 1 {
+		t.Fatalf("16 concurrent logins ran the KDF %d times, want 1", n)
+	}
 	if ok, _ := a.verify(context.Background(), 1, u, "demo", "wrong", nil); ok {
 		t.Fatal("wrong password accepted")
 	}

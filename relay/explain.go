@@ -30,11 +30,10 @@ func (e *Explanation) Accepted() bool { return e.Reply != nil && e.Reply.Code ==
 // ref stands in for the message reference in Message-ID.
 func (s *Server) Explain(username string, env Envelope, raw []byte, ref string) (*Explanation, error) {
 	st := s.snapshot()
-	entry, ok := st.users[username]
-	if !ok {
+	t, _ := st.rules.TenantForUser(username)
+	if t == nil {
 		return nil, fmt.Errorf("no user %q in the configuration", username)
 	}
-	t := st.rules.Tenant(entry.tenant)
 	ex := &Explanation{Tenant: t.Name}
 	if d := t.CheckMailFrom(env.From); d != nil {
 		ex.Stage, ex.Reason, ex.Detail = "MAIL FROM", string(d.Reject.Reason), d.Reject.Detail

@@ -221,7 +221,8 @@ tenants:
 		t.Fatal(err)
 	}
 	st := s.snapshot()
-	ok, err := s.auth.verifyWithDummy(context.Background(), st, st.users["u"].user, "u", "demo-password")
+	_, u := st.rules.TenantForUser("u")
+	ok, err := s.auth.verifyWithDummy(context.Background(), st, u, "u", "demo-password")
 	if err != nil || !ok {
 		t.Fatal("verify", ok, err)
 	}

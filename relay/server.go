@@ -39,7 +39,6 @@ type state struct {
 	gen   uint64
 	cfg   *config.Config
 	rules *policy.Rules
-	users map[string]userEntry
 	cert  *tls.Certificate
 	dummy *config.PasswordHash
 }
@@ -133,15 +132,11 @@ func (s *Server) build(cfg *config.Config) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &state{gen: s.gen.Add(1), cfg: cfg, rules: rules, users: map[string]userEntry{}, cert: cert}
-	for i := range cfg.Tenants {
-		t := &cfg.Tenants[i]
-		for j := range t.Users {
-			u := &t.Users[j]
-			st.users[u.Username] = userEntry{tenant: t.Name, user: u}
-			if st.dummy == nil {
-				st.dummy = config.DummyLike(u.Hash)
-			}
+	st := &state{gen: s.gen.Add(1), cfg: cfg, rules: rules, cert: cert}
+	for _, t := range cfg.Tenants {
+		if len(t.Users) > 0 {
+			st.dummy = config.DummyLike(t.Users[0].Hash)
+			break
 		}
 	}
 	return st, nil

@@ -106,11 +106,8 @@ func (sess *Session) checkCredentials(identity, username, password string) error
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	entry, known := st.users[username]
-	var u *config.User
-	if known {
-		u = entry.user
-	}
+	tenant, u := st.rules.TenantForUser(username)
+	known := u != nil
 	start := time.Now()
 	ok, err := sess.srv.auth.verifyWithDummy(ctx, st, u, username, password)
 	if err != nil {
@@ -132,10 +129,9 @@ func (sess *Session) checkCredentials(identity, username, password string) error
 		time.Sleep(delay)
 		return sess.authRefused(st, errAuthFailed)
 	}
-	tenant := st.rules.Tenant(entry.tenant)
-	if !sess.srv.tenantConns.acquire(sess, entry.tenant, tenant.Config.MaxConnections) {
-		sess.srv.metrics.auth(entry.tenant, "too_many_connections")
-		sess.log.Warn("auth refused", zap.String("user", username), zap.String("tenant", entry.tenant),
+	if !sess.srv.tenantConns.acquire(sess, tenant.Name, tenant.Config.MaxConnections) {
+		sess.srv.metrics.auth(tenant.Name, "too_many_connections")
+		sess.log.Warn("auth refused", zap.String("user", username), zap.String("tenant", tenant.Name),
 			zap.String("reason", "tenant_max_connections"), zap.Int("max_connections", tenant.Config.MaxConnections))
 		if sess.tc != nil {
 			sess.tc.closeAfter.Store(true)
@@ -146,10 +142,10 @@ func (sess *Session) checkCredentials(identity, username, password string) error
 	sess.tenant = tenant
 	sess.username = username
 	if sess.tc != nil {
-		sess.tc.setIdentity(username, entry.tenant)
+		sess.tc.setIdentity(username, tenant.Name)
 	}
-	sess.log = sess.log.With(zap.String("tenant", entry.tenant), zap.String("user", username))
-	sess.srv.metrics.auth(entry.tenant, "success")
+	sess.log = sess.log.With(zap.String("tenant", tenant.Name), zap.String("user", username))
+	sess.srv.metrics.auth(tenant.Name, "success")
 	sess.log.Debug("auth ok", zap.Duration("duration", time.Since(start)))
 	return nil
 }
