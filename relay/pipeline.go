@@ -124,24 +124,24 @@ func (s *Server) prepare(st *state, t *policy.Tenant, env Envelope, raw []byte, 
 	}
 	p := &Prepared{Decision: d}
 
-	mode2 := config.UnsubOff
+	unsubMode := config.UnsubOff
 	if lu != nil {
-		mode2 = lu.Mode
+		unsubMode = lu.Mode
 	}
 	has := headers.HasListUnsubscribe(h)
 	switch {
-	case mode2 == config.UnsubRequire || (has && mode2 != config.UnsubOff):
+	case unsubMode == config.UnsubRequire || (has && unsubMode != config.UnsubOff):
 		if err := headers.ValidateListUnsubscribe(h); err != nil {
-			if !has && mode2 == config.UnsubRequire {
+			if !has && unsubMode == config.UnsubRequire {
 				return refusal(errPolicy(false, "tenant "+t.Name+" requires one-click unsubscribe: add List-Unsubscribe with an https URI and List-Unsubscribe-Post: List-Unsubscribe=One-Click (RFC 8058)"),
 					"unsubscribe_missing", err.Error())
 			}
-			if mode2 == config.UnsubRequire {
+			if unsubMode == config.UnsubRequire {
 				return refusal(errPolicy(false, "one-click unsubscribe headers are invalid: "+err.Error()), "unsubscribe_invalid", err.Error())
 			}
 			return refusal(errFormat(asFormat(err)), "unsubscribe_invalid", err.Error())
 		}
-	case mode2 == config.UnsubAdd && !has:
+	case unsubMode == config.UnsubAdd && !has:
 		// A per-recipient token needs a per-recipient header: one request
 		// per recipient.
 		p.PerRecipient = true
