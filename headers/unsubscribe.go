@@ -227,7 +227,7 @@ func ValidateListUnsubscribe(h *textproto.Header) error {
 	case https > 1:
 		return &FormatError{Field: ListUnsubscribeField, Reason: fmt.Sprintf("%d https URIs; RFC 8058 allows exactly one", https)}
 	}
-	if v := strings.TrimSpace(post[0]); v != OneClick {
+	if v := strings.Trim(post[0], " \t"); v != OneClick {
 		return &FormatError{Field: ListUnsubscribePostField, Reason: fmt.Sprintf("value %q; it must be exactly %q", truncate(v, 64), OneClick)}
 	}
 	return nil

@@ -166,7 +166,7 @@ func (t *Tenant) author(h *textproto.Header) (*mail.Address, *Rejection) {
 	if len(values) > 1 {
 		return reject(FromMultiple, "the message has %d From fields; exactly one is allowed, with an address in %s", len(values), t.domainList)
 	}
-	v := strings.TrimSpace(values[0])
+	v := trimWSP(values[0])
 	if v == "" {
 		return reject(FromMissing, "the From field is empty; put one address in %s there", t.domainList)
 	}
@@ -191,7 +191,7 @@ func (t *Tenant) checkMailboxes(h *textproto.Header, key string, reason Reason) 
 		return nil
 	}
 	for _, v := range h.Values(key) {
-		list, bad := parseMailboxes(strings.TrimSpace(v))
+		list, bad := parseMailboxes(trimWSP(v))
 		if bad != "" {
 			return &Rejection{Reason: AddressInvalid, Field: key, Detail: fmt.Sprintf(
 				"the %s field %s is not a valid list of addresses (%s)", key, quote(v), bad)}
@@ -270,6 +270,12 @@ func (t *Tenant) tags(h *textproto.Header, fromDomain string) []Tag {
 	slices.SortFunc(tags, func(a, b Tag) int { return strings.Compare(a.Name, b.Name) })
 	return tags
 }
+
+// trimWSP trims RFC 5322 white space (space and tab) around a field value.
+// Nothing else: a stray CR, a vertical tab or a Unicode space at the end of
+// an address belongs to the value, and net/mail refuses it, as a receiver
+// would.
+func trimWSP(s string) string { return strings.Trim(s, " \t") }
 
 // quote renders client text for a rejection detail: shortened, quoted, and
 // escaped to printable ASCII.
