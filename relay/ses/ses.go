@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptrace"
@@ -136,6 +137,7 @@ func New(ctx context.Context, opts Options) (*Sender, error) {
 			return nil, fmt.Errorf("ses: loading AWS configuration: %w", err)
 		}
 	}
+	base.HTTPClient = keepAliveBodies{base.HTTPClient}
 	log := opts.Logger
 	if log == nil {
 		log = zap.NewNop()
@@ -458,4 +460,30 @@ func (s *Sender) MaxSendRate(ctx context.Context) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("ses: GetAccount: %w", err)
+}
+
+// keepAliveBodies keeps HTTP connections to SES alive across calls.
+//
+// smithy-go wraps each request body in a reader whose WriteTo returns
+// io.EOF once the body is closed, and it closes the body as soon as the
+// response headers arrive. net/http writes a body of known length through a
+// LimitReader straight to the socket, then drains the rest with
+// io.Copy(io.Discard, body), which uses WriteTo. SES can answer between the
+// two steps (it has the whole request); the drain then fails with io.EOF,
+// net/http takes that for a write error and closes the connection after a
+// successful call. About one call in 20 to 50 paid a new TCP (and TLS)
+// handshake that way. Hiding WriteTo makes the drain use Read, whose io.EOF
+// on a closed body is an ordinary end of stream.
+type keepAliveBodies struct{ aws.HTTPClient }
+
+// readOnlyBody hides every method of the body but Read and Close.
+type readOnlyBody struct{ io.ReadCloser }
+
+func (c keepAliveBodies) Do(r *http.Request) (*http.Response, error) {
+	if r.Body != nil && r.Body != http.NoBody {
+		if _, ok := r.Body.(io.WriterTo); ok {
+			r.Body = readOnlyBody{r.Body}
+		}
+	}
+	return c.HTTPClient.Do(r)
 }

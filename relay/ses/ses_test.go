@@ -268,3 +268,22 @@ func TestReconfigure(t *testing.T) {
 		t.Fatalf("%v after %d calls", err, stub.Calls())
 	}
 }
+
+// TestSequentialCallsShareOneConnection: every call reuses the one pooled
+// connection. smithy-go closes the request body when the answer arrives,
+// and net/http used to see that as a failed write and drop the connection
+// (keepAliveBodies); a few hundred calls always hit it.
+func TestSequentialCallsShareOneConnection(t *testing.T) {
+	stub := sestest.New()
+	defer stub.Close()
+	s := newSender(t, stub.URL, nil)
+	const calls = 300
+	for i := 0; i < calls; i++ {
+		if _, err := s.Send(context.Background(), req); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if stub.Calls() != calls || stub.Conns() != 1 {
+		t.Fatalf("%d calls over %d connections, want %d over 1", stub.Calls(), stub.Conns(), calls)
+	}
+}
