@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -197,16 +198,29 @@ var regionUpDesc = prometheus.NewDesc("sesrelay_ses_region_up",
 	"1 while a region of ses.regions takes mail, 0 while it is marked down after ses.failover.after consecutive failures.",
 	[]string{"region"}, nil)
 
+var connectionsOpenedDesc = prometheus.NewDesc("sesrelay_ses_connections_opened_total",
+	"New HTTP connections (TCP and TLS handshakes) opened for SendEmail calls. Calls should reuse pooled connections: a rate near the call rate means the pool is not working.",
+	[]string{"region"}, nil)
+
 // RegionCollector exports sesrelay_ses_region_up{region} for the regions
-// of ses.regions (no series without the list). It reads the live state at
+// of ses.regions (no series without the list) and
+// sesrelay_ses_connections_opened_total{region}. It reads the live state at
 // each scrape, so a reload that changes the list changes the series.
 func (s *Sender) RegionCollector() prometheus.Collector { return regionCollector{s} }
 
 type regionCollector struct{ s *Sender }
 
-func (c regionCollector) Describe(ch chan<- *prometheus.Desc) { ch <- regionUpDesc }
+func (c regionCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- regionUpDesc
+	ch <- connectionsOpenedDesc
+}
 
 func (c regionCollector) Collect(ch chan<- prometheus.Metric) {
+	c.s.opened.Range(func(k, v any) bool {
+		ch <- prometheus.MustNewConstMetric(connectionsOpenedDesc, prometheus.CounterValue,
+			float64(v.(*atomic.Uint64).Load()), k.(string))
+		return true
+	})
 	for _, r := range c.s.Regions() {
 		v := 0.0
 		if r.Up {

@@ -163,6 +163,13 @@ func must250(t *testing.T, c *smtp.Client, domain string) {
 
 func regionUp(t *testing.T, s *Sender) map[string]float64 {
 	t.Helper()
+	return senderMetric(t, s, "sesrelay_ses_region_up")
+}
+
+// senderMetric gathers the Sender's collector and returns the series of
+// one metric by region.
+func senderMetric(t *testing.T, s *Sender, name string) map[string]float64 {
+	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(s.RegionCollector())
 	mfs, err := reg.Gather()
@@ -171,11 +178,20 @@ func regionUp(t *testing.T, s *Sender) map[string]float64 {
 	}
 	out := map[string]float64{}
 	for _, mf := range mfs {
-		if mf.GetName() != "sesrelay_ses_region_up" {
+		switch mf.GetName() {
+		case "sesrelay_ses_region_up", "sesrelay_ses_connections_opened_total":
+		default:
 			t.Fatalf("unexpected metric %s", mf.GetName())
 		}
+		if mf.GetName() != name {
+			continue
+		}
 		for _, m := range mf.GetMetric() {
-			out[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+			v := m.GetGauge().GetValue()
+			if m.GetCounter() != nil {
+				v = m.GetCounter().GetValue()
+			}
+			out[m.GetLabel()[0].GetValue()] = v
 		}
 	}
 	return out

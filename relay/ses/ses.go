@@ -105,6 +105,8 @@ type Sender struct {
 	clients map[string]*sesv2.Client
 
 	health *regionHealth // of Options.Regions (regions.go)
+
+	opened sync.Map // region → *atomic.Uint64: new HTTP connections for SendEmail
 }
 
 var _ relay.Sender = (*Sender)(nil)
@@ -316,7 +318,7 @@ func (s *Sender) Send(ctx context.Context, req *relay.Request) (*relay.Result, e
 	pinned := false // after an ambiguous failure the message stays where it may be
 	ambiguousRetried := false
 	for attempt, round := 1, 1; ; attempt++ {
-		tr := &attemptTrace{}
+		tr := &attemptTrace{opened: s.openedCounter(o, region)}
 		out, err := s.Client(region).SendEmail(httptrace.WithClientTrace(ctx, tr.clientTrace()), in)
 		if err == nil {
 			s.observe(o, rt, region, false)
@@ -380,17 +382,35 @@ func backoff(base, max time.Duration, attempt int) time.Duration {
 
 // attemptTrace records how far one HTTP attempt got.
 type attemptTrace struct {
-	wrote atomic.Bool // the whole request was handed to the connection
+	wrote  atomic.Bool    // the whole request was handed to the connection
+	opened *atomic.Uint64 // counts new connections
 }
 
 func (t *attemptTrace) clientTrace() *httptrace.ClientTrace {
 	return &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) {
+			if !info.Reused {
+				t.opened.Add(1)
+			}
+		},
 		WroteRequest: func(info httptrace.WroteRequestInfo) {
 			// The transport may retry internally on a new connection when
 			// nothing was written; the last report wins.
 			t.wrote.Store(info.Err == nil)
 		},
 	}
+}
+
+// openedCounter returns the counter of new connections to region.
+func (s *Sender) openedCounter(o *Options, region string) *atomic.Uint64 {
+	if region == "" {
+		region = o.Region
+	}
+	if c, ok := s.opened.Load(region); ok {
+		return c.(*atomic.Uint64)
+	}
+	c, _ := s.opened.LoadOrStore(region, new(atomic.Uint64))
+	return c.(*atomic.Uint64)
 }
 
 // classifyAttempt says what a failed attempt was and whether another

@@ -286,4 +286,7 @@ func TestSequentialCallsShareOneConnection(t *testing.T) {
 	if stub.Calls() != calls || stub.Conns() != 1 {
 		t.Fatalf("%d calls over %d connections, want %d over 1", stub.Calls(), stub.Conns(), calls)
 	}
+	if got := senderMetric(t, s, "sesrelay_ses_connections_opened_total"); len(got) != 1 || got["us-east-1"] != 1 {
+		t.Fatalf("sesrelay_ses_connections_opened_total = %v, want us-east-1: 1", got)
+	}
 }
