@@ -256,7 +256,9 @@ func FromRewrite(h *textproto.Header, newFrom string, tenant string) error {
 func formatAddress(name, address string) string {
 	name = strings.ToValidUTF8(name, "\uFFFD")
 	a := &mail.Address{Name: name, Address: address}
-	if strings.Contains(name, "\\") && strings.ContainsFunc(name, func(r rune) bool { return r < ' ' || r > '~' }) {
+	// "Needs encoding" as mime sees it: a tab alone does not (String
+	// quotes such a name), and mime.BEncoding would return it raw.
+	if strings.Contains(name, "\\") && strings.ContainsFunc(name, func(r rune) bool { return (r < ' ' && r != '\t') || r > '~' }) {
 		return mime.BEncoding.Encode("utf-8", name) + " " + (&mail.Address{Address: address}).String()
 	}
 	return a.String()
