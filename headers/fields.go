@@ -90,9 +90,11 @@ func delName(h *textproto.Header, name string) int {
 const foldLimit = 78
 
 // formatField returns "name: value\r\n", folded before a space when a line
-// would pass foldLimit. It never folds inside a word, so unfolding gives the
-// value back exactly; a word that cannot fit in MaxLineLength is an error.
-// value must not contain CR or LF.
+// would pass foldLimit. It never folds inside a word, nor at a space next to
+// other white space: RFC 5322 unfolding (drop the CRLF) and the lenient kind
+// that collapses the white space around a line break (go-message) then both
+// give the value back exactly. A word that cannot fit in MaxLineLength is an
+// error. value must not contain CR or LF.
 func formatField(name, value string) ([]byte, error) {
 	if strings.ContainsAny(value, "\r\n") {
 		return nil, fmt.Errorf("header %s: value contains a line break", name)
@@ -107,7 +109,7 @@ func formatField(name, value string) ([]byte, error) {
 		// Each word is written with the space that preceded it (the one
 		// after the colon for the first word); folding turns that space
 		// into CRLF + space, which unfolds back to the same space.
-		if i > 0 && w != "" && line+1+len(w) > foldLimit {
+		if i > 0 && foldable(words[i-1], w) && line+1+len(w) > foldLimit {
 			b.WriteString("\r\n")
 			line = 0
 		}
@@ -120,6 +122,12 @@ func formatField(name, value string) ([]byte, error) {
 	}
 	b.WriteString("\r\n")
 	return []byte(b.String()), nil
+}
+
+// foldable reports whether the single space between the words prev and
+// next may become a fold: neither side is white space.
+func foldable(prev, next string) bool {
+	return prev != "" && next != "" && !strings.HasSuffix(prev, "\t") && !strings.HasPrefix(next, "\t")
 }
 
 // prependField adds name: value at the top of h.
