@@ -53,7 +53,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			continue
 		}
 		tc := &trackedConn{Conn: c, srv: l.srv, ip: ip, id: l.srv.newID(), listener: l.Addr().String(), start: time.Now()}
-		tc.log = l.srv.log.With(zap.String("conn", tc.id), fieldRemote(c.RemoteAddr()))
+		// Lazy: the fields are encoded on the first entry actually
+		// written, so an idle connection at level info holds no encoder.
+		tc.log = l.srv.log.WithLazy(zap.String("conn", tc.id), fieldRemote(c.RemoteAddr()))
 		tc.readTimeout.Store(int64(st.cfg.Server.ReadTimeout))
 		l.srv.trackConn(tc)
 		l.srv.metrics.connOpened(tc.listener)

@@ -55,7 +55,7 @@ func (s *Server) newSession(c *smtp.Conn, lc config.Listener) *Session {
 		tc.session.Store(sess)
 	}
 	_, isTLS := c.TLSConnectionState()
-	sess.log = log.With(zap.Bool("tls", isTLS))
+	sess.log = log.WithLazy(zap.Bool("tls", isTLS))
 	return sess
 }
 
@@ -144,7 +144,7 @@ func (sess *Session) checkCredentials(identity, username, password string) error
 	if sess.tc != nil {
 		sess.tc.setIdentity(username, tenant.Name)
 	}
-	sess.log = sess.log.With(zap.String("tenant", tenant.Name), zap.String("user", username))
+	sess.log = sess.log.WithLazy(zap.String("tenant", tenant.Name), zap.String("user", username))
 	sess.srv.metrics.auth(tenant.Name, "success")
 	sess.log.Debug("auth ok", zap.Duration("duration", time.Since(start)))
 	return nil
