@@ -656,17 +656,14 @@ func TestDialAddress(t *testing.T) {
 	}
 }
 
-// metricNames are the names of every collector in relay.Metrics.
+// metricNames are the names of every collector in relay.Metrics and of
+// the SES sender's collector.
 func metricNames(t *testing.T) []string {
 	m := relay.NewMetrics(nil)
 	v := reflect.ValueOf(m).Elem()
 	re := regexp.MustCompile(`fqName: "([^"]+)"`)
 	var names []string
-	for i := 0; i < v.NumField(); i++ {
-		c, ok := v.Field(i).Interface().(prometheus.Collector)
-		if !ok {
-			t.Fatalf("relay.Metrics.%s is not a collector", v.Type().Field(i).Name)
-		}
+	describe := func(c prometheus.Collector) {
 		ch := make(chan *prometheus.Desc, 16)
 		c.Describe(ch)
 		close(ch)
@@ -674,6 +671,14 @@ func metricNames(t *testing.T) []string {
 			names = append(names, re.FindStringSubmatch(d.String())[1])
 		}
 	}
+	for i := 0; i < v.NumField(); i++ {
+		c, ok := v.Field(i).Interface().(prometheus.Collector)
+		if !ok {
+			t.Fatalf("relay.Metrics.%s is not a collector", v.Type().Field(i).Name)
+		}
+		describe(c)
+	}
+	describe((&ses.Sender{}).RegionCollector())
 	return names
 }
 
