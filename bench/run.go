@@ -366,10 +366,8 @@ func (o *orchestrator) startRelay(tag string, v variant) (*server, error) {
 	}
 	if v.stubTLS {
 		// AWS_CA_BUNDLE is how an SDK client is told to trust a private
-		// CA. SSL_CERT_FILE (Go's own root store on Linux) is set as well
-		// because the relay replaces the SDK's HTTP client and the bundle
-		// with it (see BENCHMARKS.md).
-		env = append(env, "AWS_CA_BUNDLE="+caFile, "SSL_CERT_FILE="+caFile)
+		// CA, and the only trust the relay gets here.
+		env = append(env, "AWS_CA_BUNDLE="+caFile)
 	}
 	bin, args := o.relayBin, []string{"serve", "--config", cfgFile}
 	if v.profile != "" {
