@@ -194,7 +194,6 @@ func (c *trackedConn) Close() error {
 	c.closeOnce.Do(func() {
 		err = c.Conn.Close()
 		c.srv.limits.release(c.ip)
-		c.srv.untrackConn(c)
 		c.srv.metrics.connClosed()
 		c.identMu.Lock()
 		user, tenant := c.user, c.tenant
@@ -202,6 +201,9 @@ func (c *trackedConn) Close() error {
 		c.log.Info("connection closed", zap.String("listener", c.listener), zap.String("user", user),
 			zap.String("tenant", tenant), zap.Int64("messages", c.messages.Load()),
 			zap.Duration("duration", time.Since(c.start)))
+		// Last: Shutdown returns once no connection is tracked, and the
+		// connection's work, its log line included, is done by then.
+		c.srv.untrackConn(c)
 	})
 	return err
 }

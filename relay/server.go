@@ -279,9 +279,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		l.Close()
 	}
 	s.mu.Unlock()
+	// go-smtp's Shutdown returns once its connection goroutines are done
+	// (or ctx is): waiting for it means nothing logs after Shutdown.
+	var smtpDone sync.WaitGroup
 	for _, srv := range servers {
-		srv := srv
-		go func() { _ = srv.Shutdown(ctx) }()
+		smtpDone.Go(func() { _ = srv.Shutdown(ctx) })
 	}
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -315,11 +317,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				srv.Close()
 			}
 			s.wg.Wait()
+			smtpDone.Wait()
 			return fmt.Errorf("shutdown: %d connections closed at the deadline", n)
 		case <-tick.C:
 		}
 	}
 	s.wg.Wait()
+	smtpDone.Wait()
 	return nil
 }
 
