@@ -310,11 +310,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				left = append(left, c)
 			}
 			s.mu.Unlock()
+			// Every accepted connection is tracked, so this closes them
+			// all (go-smtp's Close would do nothing after its Shutdown).
 			for _, c := range left {
 				c.Close()
-			}
-			for _, srv := range servers {
-				srv.Close()
 			}
 			s.wg.Wait()
 			smtpDone.Wait()

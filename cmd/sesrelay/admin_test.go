@@ -678,7 +678,11 @@ func metricNames(t *testing.T) []string {
 		}
 		describe(c)
 	}
-	describe((&ses.Sender{}).RegionCollector())
+	sender, err := ses.New(context.Background(), ses.Options{Region: "us-east-1", AWSConfig: &aws.Config{Region: "us-east-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	describe(sender.RegionCollector())
 	return names
 }
 

@@ -4,7 +4,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -198,9 +197,12 @@ var regionUpDesc = prometheus.NewDesc("sesrelay_ses_region_up",
 	"1 while a region of ses.regions takes mail, 0 while it is marked down after ses.failover.after consecutive failures.",
 	[]string{"region"}, nil)
 
-var connectionsOpenedDesc = prometheus.NewDesc("sesrelay_ses_connections_opened_total",
-	"New HTTP connections (TCP and TLS handshakes) opened for SendEmail calls. Calls should reuse pooled connections: a rate near the call rate means the pool is not working.",
-	[]string{"region"}, nil)
+func newOpenedCounter() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sesrelay_ses_connections_opened_total",
+		Help: "New HTTP connections (TCP and TLS handshakes) opened for SendEmail calls. Calls should reuse pooled connections: a rate near the call rate means the pool is not working.",
+	}, []string{"region"})
+}
 
 // RegionCollector exports sesrelay_ses_region_up{region} for the regions
 // of ses.regions (no series without the list) and
@@ -212,15 +214,11 @@ type regionCollector struct{ s *Sender }
 
 func (c regionCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- regionUpDesc
-	ch <- connectionsOpenedDesc
+	c.s.opened.Describe(ch)
 }
 
 func (c regionCollector) Collect(ch chan<- prometheus.Metric) {
-	c.s.opened.Range(func(k, v any) bool {
-		ch <- prometheus.MustNewConstMetric(connectionsOpenedDesc, prometheus.CounterValue,
-			float64(v.(*atomic.Uint64).Load()), k.(string))
-		return true
-	})
+	c.s.opened.Collect(ch)
 	for _, r := range c.s.Regions() {
 		v := 0.0
 		if r.Up {

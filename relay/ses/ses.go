@@ -9,6 +9,7 @@
 package ses
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +30,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/sesrelay/sesrelay/config"
@@ -106,7 +108,7 @@ type Sender struct {
 
 	health *regionHealth // of Options.Regions (regions.go)
 
-	opened sync.Map // region → *atomic.Uint64: new HTTP connections for SendEmail
+	opened *prometheus.CounterVec // new HTTP connections for SendEmail, by region
 }
 
 var _ relay.Sender = (*Sender)(nil)
@@ -144,7 +146,7 @@ func New(ctx context.Context, opts Options) (*Sender, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	s := &Sender{base: base, clients: map[string]*sesv2.Client{}, health: newRegionHealth(log)}
+	s := &Sender{base: base, clients: map[string]*sesv2.Client{}, health: newRegionHealth(log), opened: newOpenedCounter()}
 	s.setOptions(opts)
 	return s, nil
 }
@@ -318,7 +320,7 @@ func (s *Sender) Send(ctx context.Context, req *relay.Request) (*relay.Result, e
 	pinned := false // after an ambiguous failure the message stays where it may be
 	ambiguousRetried := false
 	for attempt, round := 1, 1; ; attempt++ {
-		tr := &attemptTrace{opened: s.openedCounter(o, region)}
+		tr := &attemptTrace{opened: s.opened.WithLabelValues(cmp.Or(region, o.Region))}
 		out, err := s.Client(region).SendEmail(httptrace.WithClientTrace(ctx, tr.clientTrace()), in)
 		if err == nil {
 			s.observe(o, rt, region, false)
@@ -382,15 +384,15 @@ func backoff(base, max time.Duration, attempt int) time.Duration {
 
 // attemptTrace records how far one HTTP attempt got.
 type attemptTrace struct {
-	wrote  atomic.Bool    // the whole request was handed to the connection
-	opened *atomic.Uint64 // counts new connections
+	wrote  atomic.Bool        // the whole request was handed to the connection
+	opened prometheus.Counter // counts new connections
 }
 
 func (t *attemptTrace) clientTrace() *httptrace.ClientTrace {
 	return &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) {
 			if !info.Reused {
-				t.opened.Add(1)
+				t.opened.Inc()
 			}
 		},
 		WroteRequest: func(info httptrace.WroteRequestInfo) {
@@ -399,18 +401,6 @@ func (t *attemptTrace) clientTrace() *httptrace.ClientTrace {
 			t.wrote.Store(info.Err == nil)
 		},
 	}
-}
-
-// openedCounter returns the counter of new connections to region.
-func (s *Sender) openedCounter(o *Options, region string) *atomic.Uint64 {
-	if region == "" {
-		region = o.Region
-	}
-	if c, ok := s.opened.Load(region); ok {
-		return c.(*atomic.Uint64)
-	}
-	c, _ := s.opened.LoadOrStore(region, new(atomic.Uint64))
-	return c.(*atomic.Uint64)
 }
 
 // classifyAttempt says what a failed attempt was and whether another
