@@ -481,8 +481,8 @@ func (s *Sender) MaxSendRate(ctx context.Context) (float64, error) {
 // io.Copy(io.Discard, body), which uses WriteTo. SES can answer between the
 // two steps (it has the whole request); the drain then fails with io.EOF,
 // net/http takes that for a write error and closes the connection after a
-// successful call. About one call in 20 to 50 paid a new TCP (and TLS)
-// handshake that way. Hiding WriteTo makes the drain use Read, whose io.EOF
+// successful call. One sequential call in 30 to 50 paid a new TCP (and
+// TLS) handshake that way (TestSequentialCallsShareOneConnection). Hiding WriteTo makes the drain use Read, whose io.EOF
 // on a closed body is an ordinary end of stream.
 type keepAliveBodies struct{ aws.HTTPClient }
 
