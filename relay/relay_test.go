@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -141,6 +140,20 @@ func (h *harness) dial(user, pass string) *smtp.Client {
 		if err := c.Auth(sasl.NewPlainClient("", user, pass)); err != nil {
 			h.t.Fatalf("auth: %v", err)
 		}
+	}
+	return c
+}
+
+// dialPlain is dial on the loopback listener that allows AUTH without TLS.
+func (h *harness) dialPlain(user, pass string) *smtp.Client {
+	h.t.Helper()
+	c, err := smtp.Dial(h.plain)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { c.Close() })
+	if err := c.Auth(sasl.NewPlainClient("", user, pass)); err != nil {
+		h.t.Fatalf("auth: %v", err)
 	}
 	return c
 }
@@ -322,14 +335,7 @@ func TestMessageTooLarge(t *testing.T) {
 
 func TestInsecureAuthOnLoopbackListener(t *testing.T) {
 	h := start(t, baseYAML)
-	c, err := smtp.Dial(h.plain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Auth(sasl.NewPlainClient("", "billing-app", testPassword)); err != nil {
-		t.Fatal(err)
-	}
+	c := h.dialPlain("billing-app", testPassword)
 	if _, err := send(c, "invoices@billing.example.com", []string{"a@example.org"}, simpleMsg); err != nil {
 		t.Fatal(err)
 	}
@@ -404,20 +410,11 @@ func TestFileSender(t *testing.T) {
 	}
 }
 
-var _ net.Addr
-
 // TestDataTimeout: a client trickling its message past server.data_timeout
 // is cut off, nothing is sent, and the connection closes.
 func TestDataTimeout(t *testing.T) {
 	h := start(t, strings.Replace(baseYAML, "  max_recipients: 50\n", "  max_recipients: 50\n  data_timeout: 400ms\n  read_timeout: 5s\n", 1))
-	c, err := smtp.Dial(h.plain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Auth(sasl.NewPlainClient("", "billing-app", testPassword)); err != nil {
-		t.Fatal(err)
-	}
+	c := h.dialPlain("billing-app", testPassword)
 	if err := c.Mail("invoices@billing.example.com", nil); err != nil {
 		t.Fatal(err)
 	}
