@@ -10,10 +10,14 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"net/textproto"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -474,4 +478,120 @@ func TestProxyImplicitTLS(t *testing.T) {
 	if !logged(h.logs, "connection closed", map[string]string{"remote": "192.0.2.30:2"}) {
 		t.Error("no log line with the proxied address")
 	}
+}
+
+// TestProxyBehindHAProxy runs a real haproxy on loopback in front of the
+// relay, v1 (send-proxy) and v2 with a CRC32C TLV (send-proxy-v2), and
+// checks that clients are counted and logged by their own addresses.
+// Skipped when haproxy is not installed (apt: haproxy).
+func TestProxyBehindHAProxy(t *testing.T) {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		t.Skip("haproxy is not installed")
+	}
+	h := startProxy(t, "2s")
+	v1Port, v2Port := freePort(t), freePort(t)
+	cfg := fmt.Sprintf(`global
+  maxconn 100
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend v1
+  bind 127.0.0.1:%d
+  default_backend v1
+frontend v2
+  bind 127.0.0.1:%d
+  default_backend v2
+backend v1
+  server relay %s send-proxy
+backend v2
+  server relay %s send-proxy-v2 proxy-v2-options crc32c
+`, v1Port, v2Port, h.required, h.required)
+	file := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-db", "-f", file)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("haproxy output:\n%s", out.String())
+		}
+	})
+	for _, port := range []int{v1Port, v2Port} {
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			c, err := net.Dial("tcp", addr)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("haproxy does not listen on %s: %v\n%s", addr, err, out.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for i, port := range []int{v1Port, v2Port} {
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		// 127.0.0.3 and 127.0.0.4 through haproxy (which connects from
+		// 127.0.0.1): one connection each is within the per-IP limit...
+		var keep []*smtpReader
+		for _, src := range []string{"127.0.0.3", "127.0.0.4"} {
+			r := newSMTPReader(t, dialProxy(t, addr, src, nil))
+			if code, msg := r.reply(); code != 220 {
+				t.Fatalf("via %d from %s: %d %s", port, src, code, msg)
+			}
+			if code, msg := r.cmd("EHLO client.test"); code != 250 {
+				t.Fatalf("via %d from %s: EHLO %d %s", port, src, code, msg)
+			}
+			keep = append(keep, r)
+		}
+		// ...a second one from 127.0.0.3 is not.
+		if code, msg := newSMTPReader(t, dialProxy(t, addr, "127.0.0.3", nil)).reply(); code != 421 {
+			t.Fatalf("via %d, second connection from 127.0.0.3: %d %s, want 421", port, code, msg)
+		}
+		for _, r := range keep {
+			r.cmd("QUIT")
+			r.c.Close()
+		}
+		// Wait for both places to be free before the next frontend.
+		deadline := time.Now().Add(3 * time.Second)
+		for len(h.logs.FilterMessage("connection closed").All()) < 2*(i+1) {
+			if time.Now().After(deadline) {
+				t.Fatal("connections not closed")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for _, src := range []string{"127.0.0.3:", "127.0.0.4:"} {
+		n := 0
+		for _, e := range h.logs.FilterMessage("connection closed").All() {
+			if r, _ := e.ContextMap()["remote"].(string); strings.HasPrefix(r, src) {
+				n++
+			}
+		}
+		if n != 2 {
+			t.Errorf("%d connection log lines with remote %s*, want 2 (v1 and v2)", n, src)
+		}
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
