@@ -49,6 +49,12 @@ type Listener struct {
 	TLS               string   `mapstructure:"tls"`
 	AllowInsecureAuth bool     `mapstructure:"allow_insecure_auth"`
 	AllowedNetworks   []string `mapstructure:"allowed_networks"`
+	// ProxyProtocol is off, optional or required: whether connections
+	// from ProxyProtocolTrusted open with a PROXY protocol (v1 or v2)
+	// header carrying the client's address (config/proxyproto.go).
+	ProxyProtocol        string        `mapstructure:"proxy_protocol"`
+	ProxyProtocolTrusted []string      `mapstructure:"proxy_protocol_trusted"`
+	ProxyProtocolTimeout time.Duration `mapstructure:"proxy_protocol_timeout"`
 }
 
 // Listener TLS modes.

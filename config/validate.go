@@ -144,6 +144,7 @@ func (c *Config) validateServer(p *problems) {
 				}
 			}
 		}
+		validateProxyProtocol(p, path, l)
 	}
 	t := &s.TLS
 	switch {

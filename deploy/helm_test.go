@@ -535,8 +535,31 @@ func checkAllOptional(t *testing.T, objs []object) {
 	if got := str(get(lb.Body, "spec", "externalTrafficPolicy")); got != "Local" {
 		t.Errorf("externalTrafficPolicy %q, want Local", got)
 	}
-	if ann := str(get(lb.Body, "metadata", "annotations", "service.beta.kubernetes.io/aws-load-balancer-proxy-protocol")); ann != "" {
-		t.Error("proxy protocol is on: the relay does not speak it")
+	// The PROXY protocol is on at the load balancer, so every listener
+	// must read the header, and trust only the VPC: with client IP
+	// preservation on, the peer would be the (untrusted) client.
+	if ann := str(get(lb.Body, "metadata", "annotations", "service.beta.kubernetes.io/aws-load-balancer-proxy-protocol")); ann != "*" {
+		t.Errorf("aws-load-balancer-proxy-protocol annotation %q, want \"*\" (service.proxyProtocol)", ann)
+	}
+	if tg := str(get(lb.Body, "metadata", "annotations", "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes")); strings.Contains(tg, "preserve_client_ip.enabled=true") {
+		t.Error("client IP preservation is on with the PROXY protocol: the relay would see clients, not the load balancer, as peers")
+	}
+	var cfg map[string]any
+	for _, cm := range ofKind(objs, "ConfigMap") {
+		if raw := str(get(cm.Body, "data", "config.yaml")); raw != "" {
+			if err := yaml.Unmarshal([]byte(raw), &cfg); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	listeners := list(get(cfg, "server", "listeners"))
+	if len(listeners) == 0 {
+		t.Fatal("no listeners in the rendered configuration")
+	}
+	for i, l := range listeners {
+		if pp := str(get(l, "proxy_protocol")); pp != "required" || len(list(get(l, "proxy_protocol_trusted"))) == 0 {
+			t.Errorf("listener %d: proxy_protocol %q with trusted %v, want required with the VPC range", i, pp, get(l, "proxy_protocol_trusted"))
+		}
 	}
 	dep := ofKind(objs, "Deployment")[0]
 	spec := get(dep.Body, "spec", "template", "spec")

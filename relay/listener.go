@@ -13,6 +13,7 @@ import (
 
 func fieldRemote(a net.Addr) zap.Field { return zap.String("remote", a.String()) }
 func fieldReason(r string) zap.Field   { return zap.String("reason", r) }
+func fieldProxy(a net.Addr) zap.Field  { return zap.String("proxy", a.String()) }
 
 // connLimits is shared by every listener of a Server: the global and
 // per-IP connection caps. go-smtp has none of its own.
@@ -25,45 +26,84 @@ type connLimits struct {
 // limitListener wraps a net.Listener: it refuses connections from outside
 // allowed networks, over the global cap or over the per-IP cap with a
 // 421 reply and closes them, and wraps accepted ones in trackedConn.
+//
+// With the PROXY protocol on (proxy != nil, proxyproto.go), a goroutine
+// accepts the sockets and each connection reads its header in its own
+// goroutine before admit, so the checks see the proxied client and a
+// slow header holds up no one else; Accept hands over admitted
+// connections.
 type limitListener struct {
 	net.Listener
 	srv      *Server
 	allowed  []netip.Prefix
 	implicit *tls.Config // non-nil: wrap accepted conns in TLS
+
+	proxy *proxyState
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
+	if l.proxy != nil {
+		return l.acceptProxied()
+	}
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
 		}
-		ip := remoteIP(c.RemoteAddr())
-		if len(l.allowed) > 0 && !inPrefixes(l.allowed, ip) {
-			l.srv.metrics.connRejected("network")
-			l.srv.log.Info("connection refused", fieldRemote(c.RemoteAddr()), fieldReason("network_not_allowed"))
-			c.Close()
-			continue
+		if ac := l.admit(c, nil); ac != nil {
+			return ac, nil
 		}
-		st := l.srv.snapshot()
-		if reason := l.srv.limits.acquire(ip, st.cfg.Server.MaxConnections, st.cfg.Server.MaxConnectionsPerIP); reason != "" {
-			l.srv.metrics.connRejected(reason)
-			l.srv.log.Info("connection refused", fieldRemote(c.RemoteAddr()), fieldReason(reason))
-			go refuse(c, l.implicit)
-			continue
-		}
-		tc := &trackedConn{Conn: c, srv: l.srv, ip: ip, id: l.srv.newID(), listener: l.Addr().String(), start: time.Now()}
-		// Lazy: the fields are encoded on the first entry actually
-		// written, so an idle connection at level info holds no encoder.
-		tc.log = l.srv.log.WithLazy(zap.String("conn", tc.id), fieldRemote(c.RemoteAddr()))
-		tc.readTimeout.Store(int64(st.cfg.Server.ReadTimeout))
-		l.srv.trackConn(tc)
-		l.srv.metrics.connOpened(tc.listener)
-		if l.implicit != nil {
-			return tls.Server(tc, l.implicit), nil
-		}
-		return tc, nil
 	}
+}
+
+func (l *limitListener) Close() error {
+	err := l.Listener.Close()
+	if l.proxy != nil {
+		l.proxy.closePending()
+	}
+	return err
+}
+
+// admit applies allowed_networks and the connection limits to c, whose
+// RemoteAddr is the client (the PROXY header's source when via, the load
+// balancer's address, is not nil), and returns the connection to serve, or
+// nil when it was refused (and closed).
+func (l *limitListener) admit(c net.Conn, via net.Addr) net.Conn {
+	ip := remoteIP(c.RemoteAddr())
+	refused := func(reason string) {
+		fields := []zap.Field{fieldRemote(c.RemoteAddr()), fieldReason(reason)}
+		if via != nil {
+			fields = append(fields, fieldProxy(via))
+		}
+		l.srv.metrics.connRejected(reason)
+		l.srv.log.Info("connection refused", fields...)
+	}
+	if len(l.allowed) > 0 && !inPrefixes(l.allowed, ip) {
+		refused("network")
+		c.Close()
+		return nil
+	}
+	st := l.srv.snapshot()
+	if reason := l.srv.limits.acquire(ip, st.cfg.Server.MaxConnections, st.cfg.Server.MaxConnectionsPerIP); reason != "" {
+		refused(reason)
+		go refuse(c, l.implicit)
+		return nil
+	}
+	tc := &trackedConn{Conn: c, srv: l.srv, ip: ip, id: l.srv.newID(), listener: l.Addr().String(), start: time.Now()}
+	// Lazy: the fields are encoded on the first entry actually
+	// written, so an idle connection at level info holds no encoder.
+	fields := []zap.Field{zap.String("conn", tc.id), fieldRemote(c.RemoteAddr())}
+	if via != nil {
+		fields = append(fields, fieldProxy(via))
+	}
+	tc.log = l.srv.log.WithLazy(fields...)
+	tc.readTimeout.Store(int64(st.cfg.Server.ReadTimeout))
+	l.srv.trackConn(tc)
+	l.srv.metrics.connOpened(tc.listener)
+	if l.implicit != nil {
+		return tls.Server(tc, l.implicit)
+	}
+	return tc
 }
 
 // refuse answers 421 and closes; over TLS it tries the handshake first, so

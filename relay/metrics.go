@@ -53,7 +53,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sesrelay_connections_total", Help: "SMTP connections accepted, by listener.",
 		}, []string{"listener"}),
 		ConnsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sesrelay_connections_rejected_total", Help: "SMTP connections refused, by reason (network, max_connections, max_connections_per_ip).",
+			Name: "sesrelay_connections_rejected_total", Help: "SMTP connections refused, by reason (network, max_connections, max_connections_per_ip, proxy_untrusted, proxy_missing, proxy_invalid).",
 		}, []string{"reason"}),
 		Auth: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sesrelay_auth_total", Help: "SMTP AUTH attempts, by result (success, failure, throttled, locked_out, too_many_connections) and tenant (empty unless the credentials were right).",

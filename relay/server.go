@@ -186,6 +186,7 @@ func (s *Server) Listen() error {
 		}
 		tlsCfg := s.tlsConfig(cfg.Server.TLS.MinVersion)
 		ll := &limitListener{Listener: l, srv: s, allowed: allowed}
+		ll.enableProxy(lc)
 		srv := smtp.NewServer(&backend{srv: s, listener: lc})
 		srv.Domain = cfg.Server.Hostname
 		srv.MaxMessageBytes = cfg.Server.MaxMessageBytes

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh machine (Debian with Go and Node):
-# swaks and promtool from apt, the pinned npm packages of the end-to-end
+# swaks, promtool and haproxy from apt, the pinned npm packages of the end-to-end
 # suite. Idempotent and quick when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v swaks >/dev/null || need_apt+=(swaks)
 command -v promtool >/dev/null || need_apt+=(prometheus)
+command -v haproxy >/dev/null || need_apt+=(haproxy) # relay: TestProxyBehindHAProxy
 if [ ${#need_apt[@]} -gt 0 ]; then
 	SUDO=""
 	[ "$(id -u)" = 0 ] || SUDO=sudo

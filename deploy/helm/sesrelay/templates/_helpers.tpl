@@ -93,6 +93,9 @@ and the grace period must cover the drain.
 {{- if not (or (hasSuffix (printf ":%v" $.Values.ports.smtp) $addr) (hasSuffix (printf ":%v" $.Values.ports.smtps) $addr)) }}
 {{- fail (printf "config.server.listeners[%d].address %q is neither ports.smtp (%v) nor ports.smtps (%v)" $i $addr $.Values.ports.smtp $.Values.ports.smtps) }}
 {{- end }}
+{{- if and $.Values.service.proxyProtocol (not (has (toString $l.proxy_protocol) (list "required" "optional"))) }}
+{{- fail (printf "service.proxyProtocol is on: config.server.listeners[%d].proxy_protocol must be required (or optional) with proxy_protocol_trusted, or the relay reads the header as SMTP" $i) }}
+{{- end }}
 {{- end }}
 {{- $drain := add (include "sesrelay.shutdownSeconds" . | atoi) (int .Values.lifecycle.preStopSleepSeconds) }}
 {{- if le (int .Values.terminationGracePeriodSeconds) $drain }}
