@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -323,6 +324,9 @@ func (s *Sender) Send(ctx context.Context, req *relay.Request) (*relay.Result, e
 		tr := &attemptTrace{opened: s.opened.WithLabelValues(cmp.Or(region, o.Region))}
 		out, err := s.Client(region).SendEmail(httptrace.WithClientTrace(ctx, tr.clientTrace()), in)
 		if err == nil {
+			err = acceptance(out)
+		}
+		if err == nil {
 			s.observe(o, rt, region, false)
 			return &relay.Result{MessageID: aws.ToString(out.MessageId), Region: region}, nil
 		}
@@ -403,9 +407,39 @@ func (t *attemptTrace) clientTrace() *httptrace.ClientTrace {
 	}
 }
 
+// errNoAcceptance is a 2xx answer that is not an acceptance.
+type errNoAcceptance struct{ reason string }
+
+func (e *errNoAcceptance) Error() string {
+	return "SendEmail answered " + e.reason + ": SES may or may not have queued the message"
+}
+
+// acceptance checks that a SendEmail answer the SDK decoded as a success
+// is one: a non-empty message id, and no x-amzn-ErrorType header. Any
+// HTTP server that answers 200 at the endpoint (a wrong ses.endpoint, an
+// intercepting proxy) decodes as an empty success; a 250 then would make
+// the client discard mail SES never queued.
+func acceptance(out *sesv2.SendEmailOutput) error {
+	if raw, ok := awsmiddleware.GetRawResponse(out.ResultMetadata).(*smithyhttp.Response); ok {
+		if t := raw.Header.Get("X-Amzn-Errortype"); t != "" {
+			return &errNoAcceptance{fmt.Sprintf("HTTP %d with x-amzn-ErrorType %q", raw.StatusCode, t)}
+		}
+	}
+	if aws.ToString(out.MessageId) == "" {
+		return &errNoAcceptance{"with no MessageId"}
+	}
+	return nil
+}
+
 // classifyAttempt says what a failed attempt was and whether another
 // attempt may follow.
 func classifyAttempt(ctx context.Context, err error, tr *attemptTrace) (relay.Kind, bool) {
+	var na *errNoAcceptance
+	if errors.As(err, &na) {
+		// Something answered 2xx: SES may have taken the message. Never
+		// retried, here or in another region.
+		return relay.KindAmbiguous, false
+	}
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) && re.HTTPStatusCode() > 0 {
 		// SES answered.
