@@ -121,9 +121,6 @@ func RateLimited(next Sender, limits RateLimits) *RateLimiter {
 	return l
 }
 
-// Next returns the wrapped Sender.
-func (l *RateLimiter) Next() Sender { return l.next }
-
 // Limits returns the limits in force.
 func (l *RateLimiter) Limits() RateLimits {
 	l.mu.RLock()
@@ -131,11 +128,11 @@ func (l *RateLimiter) Limits() RateLimits {
 	return l.limits
 }
 
-func (l *RateLimiter) setMetrics(m *Metrics) {
+// SetMetrics makes l count its decisions in m
+// (sesrelay_rate_limit_total).
+func (l *RateLimiter) SetMetrics(m *Metrics) {
 	l.mu.Lock()
-	if l.metrics == nil {
-		l.metrics = m
-	}
+	l.metrics = m
 	l.mu.Unlock()
 }
 

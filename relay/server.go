@@ -110,9 +110,6 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	s.memory = newDeliveryMemory(cfg.Delivery.RetryMemoryTTL, cfg.Delivery.RetryMemoryMax, s.now)
 	// Lockouts run on the wall clock, not on the injected Now.
 	s.authLimit = newAuthLimiter(time.Now)
-	if rl, ok := opts.Sender.(*RateLimiter); ok {
-		rl.setMetrics(opts.Metrics)
-	}
 	s.cur.Store(st)
 	return s, nil
 }

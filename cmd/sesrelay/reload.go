@@ -44,7 +44,7 @@ const (
 // reloadState is the daemon's reload bookkeeping.
 type reloadState struct {
 	mu         sync.Mutex
-	sender     relay.Sender
+	subs       []subscriber
 	hash       string // content hash of the configuration in force
 	failedHash string // content hash of the last configuration that failed to load
 	autoFailed bool   // ses.max_send_rate: auto could not be resolved
@@ -52,12 +52,44 @@ type reloadState struct {
 	watched    map[string]bool
 }
 
-// initReload records what reloads need and applies the rate limits of cfg.
-func (d *daemon) initReload(ctx context.Context, cfg *config.Config, sender relay.Sender) {
-	d.rs.sender = sender
+// subscriber applies a loaded configuration to one part of the relay. A
+// reload hands the new configuration to each in order and stops at the
+// first error: only the first may fail (it checks and compiles
+// everything), the others apply what is already known to be valid.
+type subscriber struct {
+	name  string
+	apply func(ctx context.Context, cfg *config.Config) error
+}
+
+// initReload records what reloads need, subscribes the parts of the
+// relay to reloads and applies the rate limits of cfg.
+func (d *daemon) initReload(ctx context.Context, cfg *config.Config) {
 	d.rs.debounce = reloadDebounce
 	d.rs.hash = contentHash(d.path, referencedFiles(cfg))
+	d.rs.subs = []subscriber{{"smtp", func(_ context.Context, cfg *config.Config) error { return d.srv.Reload(cfg) }}}
+	if s := d.parts.ses; s != nil {
+		// Before the rate limits: ses.max_send_rate auto asks SES with
+		// the new settings.
+		d.rs.subs = append(d.rs.subs, subscriber{"ses", func(_ context.Context, cfg *config.Config) error {
+			s.Reconfigure(ses.OptionsFromConfig(&cfg.SES))
+			return nil
+		}})
+	}
+	d.rs.subs = append(d.rs.subs, subscriber{"rate limits", func(ctx context.Context, cfg *config.Config) error {
+		d.applyLimits(ctx, cfg)
+		return nil
+	}})
 	d.applyLimits(ctx, cfg)
+}
+
+// apply hands cfg to every subscriber, in order.
+func (d *daemon) apply(ctx context.Context, cfg *config.Config) error {
+	for _, s := range d.rs.subs {
+		if err := s.apply(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ConfigHash is the content hash of the configuration in force (hex
@@ -87,7 +119,7 @@ func (d *daemon) reloadAs(ctx context.Context, trigger string, force bool) bool 
 	var hash string
 	if err == nil {
 		hash = contentHash(d.path, referencedFiles(cfg))
-		err = d.srv.Reload(cfg)
+		err = d.apply(ctx, cfg)
 	} else {
 		hash = contentHash(d.path, referencedFiles(d.srv.Config()))
 	}
@@ -99,12 +131,6 @@ func (d *daemon) reloadAs(ctx context.Context, trigger string, force bool) bool 
 		return false
 	}
 	d.rs.hash, d.rs.failedHash = hash, ""
-	if rl, ok := d.rs.sender.(*relay.RateLimiter); ok {
-		if s, ok := rl.Next().(*ses.Sender); ok {
-			s.Reconfigure(ses.OptionsFromConfig(&cfg.SES))
-		}
-	}
-	d.applyLimits(ctx, cfg)
 	d.log.Info("configuration reloaded", zap.String("trigger", trigger), zap.String("config", d.path),
 		zap.String("config_hash", hash), zap.Int("tenants", len(cfg.Tenants)))
 	d.notifyReload(true, hash)
@@ -130,11 +156,7 @@ func problemList(err error) []string {
 // "auto" cannot be resolved, the global rate in force stays (none at
 // start) and reloadLoop tries again every minute.
 func (d *daemon) applyLimits(ctx context.Context, cfg *config.Config) {
-	rl, ok := d.rs.sender.(*relay.RateLimiter)
-	if !ok {
-		return
-	}
-	q, _ := rl.Next().(relay.SendQuota)
+	rl, q := d.parts.limiter, d.parts.sendQuota()
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	global, err := relay.ResolveSendRate(cctx, &cfg.SES, q)

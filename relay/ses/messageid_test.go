@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sesrelay/sesrelay/relay"
 	"github.com/sesrelay/sesrelay/relay/sestest"
 )
@@ -41,6 +43,61 @@ func TestSuccessNeedsMessageID(t *testing.T) {
 			if r1.Calls() != 1 || r2.Calls() != 0 {
 				t.Fatalf("calls: region 1 %d (want 1), region 2 %d (want 0)", r1.Calls(), r2.Calls())
 			}
+			if got := sendCalls(t, s); len(got) != 1 || got["us-east-1 ambiguous"] != 1 {
+				t.Fatalf("sesrelay_ses_request_duration_seconds: %v", got)
+			}
 		})
+	}
+}
+
+// sendCalls returns the observation counts of
+// sesrelay_ses_request_duration_seconds by "region result".
+func sendCalls(t *testing.T, s *Sender) map[string]uint64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(s.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]uint64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "sesrelay_ses_request_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, p := range m.GetLabel() {
+				l[p.GetName()] = p.GetValue()
+			}
+			out[l["region"]+" "+l["result"]] = m.GetHistogram().GetSampleCount()
+		}
+	}
+	return out
+}
+
+// One observation per Send, under the region that answered, retries
+// included.
+func TestSendCallMetric(t *testing.T) {
+	stub := sestest.New()
+	defer stub.Close()
+	stub.Respond = func(n int, _ *sestest.Request) sestest.Reply {
+		if n == 1 {
+			return sestest.Reply{Status: 503}
+		}
+		if n == 3 {
+			return sestest.Reply{Status: 400, ErrorType: "BadRequestException"}
+		}
+		return sestest.Reply{}
+	}
+	s := newSender(t, stub.URL, nil)
+	if _, err := s.Send(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Send(context.Background(), req); err == nil {
+		t.Fatal("bad request accepted")
+	}
+	if got := sendCalls(t, s); len(got) != 2 || got["us-east-1 ok"] != 1 || got["us-east-1 bad_request"] != 1 {
+		t.Fatalf("sesrelay_ses_request_duration_seconds: %v", got)
 	}
 }

@@ -109,7 +109,7 @@ type Sender struct {
 
 	health *regionHealth // of Options.Regions (regions.go)
 
-	opened *prometheus.CounterVec // new HTTP connections for SendEmail, by region
+	metrics *metrics
 }
 
 var _ relay.Sender = (*Sender)(nil)
@@ -147,7 +147,7 @@ func New(ctx context.Context, opts Options) (*Sender, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	s := &Sender{base: base, clients: map[string]*sesv2.Client{}, health: newRegionHealth(log), opened: newOpenedCounter()}
+	s := &Sender{base: base, clients: map[string]*sesv2.Client{}, health: newRegionHealth(log), metrics: newMetrics()}
 	s.setOptions(opts)
 	return s, nil
 }
@@ -305,7 +305,8 @@ func Input(req *relay.Request) *sesv2.SendEmailInput {
 // Backoff is exponential with full jitter. A round is not started when
 // its backoff would end past the budget: the last error is returned then.
 // Errors are *relay.SendError carrying the kind of the last failure.
-func (s *Sender) Send(ctx context.Context, req *relay.Request) (*relay.Result, error) {
+func (s *Sender) Send(ctx context.Context, req *relay.Request) (res *relay.Result, err error) {
+	start := time.Now()
 	o := s.opts.Load()
 	if o.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -318,10 +319,11 @@ func (s *Sender) Send(ctx context.Context, req *relay.Request) (*relay.Result, e
 		in.EndpointId = aws.String(rt.endpointID)
 	}
 	region, next := rt.regions[0], 1
+	defer func() { s.metrics.call(cmp.Or(region, o.Region), err, time.Since(start)) }()
 	pinned := false // after an ambiguous failure the message stays where it may be
 	ambiguousRetried := false
 	for attempt, round := 1, 1; ; attempt++ {
-		tr := &attemptTrace{opened: s.opened.WithLabelValues(cmp.Or(region, o.Region))}
+		tr := &attemptTrace{opened: s.metrics.opened.WithLabelValues(cmp.Or(region, o.Region))}
 		out, err := s.Client(region).SendEmail(httptrace.WithClientTrace(ctx, tr.clientTrace()), in)
 		if err == nil {
 			err = acceptance(out)
@@ -449,7 +451,7 @@ func classifyAttempt(ctx context.Context, err error, tr *attemptTrace) (relay.Ki
 			// sent. Not retried.
 			return relay.KindAmbiguous, false
 		}
-		kind := relay.Classify(err)
+		kind := classify(err)
 		switch {
 		case kind == relay.KindThrottled:
 			// A daily quota does not come back within the budget.
@@ -474,7 +476,7 @@ func classifyAttempt(ctx context.Context, err error, tr *attemptTrace) (relay.Ki
 		return relay.KindTransient, true
 	}
 	// Nothing was sent (signing, credentials, serialization): final.
-	return relay.Classify(err), false
+	return classify(err), false
 }
 
 // MaxSendRate returns the account's SES sending rate (recipients per
