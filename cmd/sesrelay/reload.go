@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,7 +32,8 @@ import (
 //
 // The watcher watches directories, not files: editors replace files by
 // renaming, and a Kubernetes ConfigMap or Secret volume swaps a "..data"
-// symlink, neither of which a watch on the file itself survives. Events are
+// symlink, neither of which a watch on the file itself survives. Only events
+// on the files the configuration uses count (see uses). Events are
 // debounced, and a reload runs only when the content (the configuration
 // file and the files it points at) hashed differently from the one in
 // force.
@@ -49,7 +51,8 @@ type reloadState struct {
 	failedHash string // content hash of the last configuration that failed to load
 	autoFailed bool   // ses.max_send_rate: auto could not be resolved
 	debounce   time.Duration
-	watched    map[string]bool
+	watched    map[string]bool // directories
+	files      map[string]bool // the configuration file and the files it points at
 }
 
 // subscriber applies a loaded configuration to one part of the relay. A
@@ -217,7 +220,12 @@ func (d *daemon) reloadLoop(ctx context.Context, hup <-chan os.Signal, w *fsnoti
 				events = nil
 				continue
 			}
-			d.log.Debug("configuration directory changed", zap.String("file", ev.Name), zap.String("op", ev.Op.String()))
+			if !d.uses(ev.Name) {
+				// Not logged either: a log file in the directory would
+				// feed the watcher with its own lines.
+				continue
+			}
+			d.log.Debug("configuration file changed", zap.String("file", ev.Name), zap.String("op", ev.Op.String()))
 			debounce.Reset(d.rs.debounce)
 		case err, ok := <-errs:
 			if !ok {
@@ -244,14 +252,16 @@ func (d *daemon) watch(w *fsnotify.Watcher) {
 	if w == nil {
 		return
 	}
-	want := map[string]bool{}
+	want, files := map[string]bool{}, map[string]bool{}
 	for _, f := range append([]string{d.path}, referencedFiles(d.srv.Config())...) {
 		if abs, err := filepath.Abs(f); err == nil {
 			want[filepath.Dir(abs)] = true
+			files[abs] = true
 		}
 	}
 	d.rs.mu.Lock()
 	defer d.rs.mu.Unlock()
+	d.rs.files = files
 	if d.rs.watched == nil {
 		d.rs.watched = map[string]bool{}
 	}
@@ -271,6 +281,25 @@ func (d *daemon) watch(w *fsnotify.Watcher) {
 		}
 		d.rs.watched[dir] = true
 	}
+}
+
+// uses reports whether a watcher event on name concerns the
+// configuration: the configuration file or a file it points at (an editor
+// or a config management tool replacing it by rename included), or the
+// hidden "..data" entries through which a Kubernetes ConfigMap or Secret
+// volume swaps its files. Events on other files of the same directories
+// (a log file, an editor's swap file) are ignored.
+func (d *daemon) uses(name string) bool {
+	abs, err := filepath.Abs(name)
+	if err != nil {
+		return false
+	}
+	d.rs.mu.Lock()
+	defer d.rs.mu.Unlock()
+	if d.rs.files[abs] {
+		return true
+	}
+	return strings.HasPrefix(filepath.Base(abs), "..") && d.rs.watched[filepath.Dir(abs)]
 }
 
 // referencedFiles are the files cfg was loaded from besides itself.
