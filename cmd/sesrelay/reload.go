@@ -57,8 +57,9 @@ type reloadState struct {
 
 // subscriber applies a loaded configuration to one part of the relay. A
 // reload hands the new configuration to each in order and stops at the
-// first error: only the first may fail (it checks and compiles
-// everything), the others apply what is already known to be valid.
+// first error: only the first two may fail (the restart keys check, then
+// the relay's snapshot, which compiles everything) and neither changes
+// anything when it does; the others apply what is known to be valid.
 type subscriber struct {
 	name  string
 	apply func(ctx context.Context, cfg *config.Config) error
@@ -69,7 +70,10 @@ type subscriber struct {
 func (d *daemon) initReload(ctx context.Context, cfg *config.Config) {
 	d.rs.debounce = reloadDebounce
 	d.rs.hash = contentHash(d.path, referencedFiles(cfg))
-	d.rs.subs = []subscriber{{"smtp", func(_ context.Context, cfg *config.Config) error { return d.srv.Reload(cfg) }}}
+	d.rs.subs = []subscriber{
+		{"restart keys", func(_ context.Context, cfg *config.Config) error { return restartKeysUnchanged(d.srv.Config(), cfg) }},
+		{"smtp", func(_ context.Context, cfg *config.Config) error { return d.srv.Reload(cfg) }},
+	}
 	if s := d.parts.ses; s != nil {
 		// Before the rate limits: ses.max_send_rate auto asks SES with
 		// the new settings.
@@ -83,6 +87,21 @@ func (d *daemon) initReload(ctx context.Context, cfg *config.Config) {
 		return nil
 	}})
 	d.applyLimits(ctx, cfg)
+}
+
+// restartKeysUnchanged refuses a configuration that changes a key only a
+// restart applies (config.RestartKeys): a reload must never say yes and
+// leave a change without effect.
+func restartKeysUnchanged(cur, cfg *config.Config) error {
+	changed := config.RestartChanges(cur, cfg)
+	if len(changed) == 0 {
+		return nil
+	}
+	e := &config.Errors{}
+	for _, k := range changed {
+		e.List = append(e.List, k+": changed, takes effect only after a restart")
+	}
+	return e
 }
 
 // apply hands cfg to every subscriber, in order.
