@@ -78,6 +78,10 @@ func ResolveSendRate(ctx context.Context, c *config.SES, q SendQuota) (float64, 
 	return r, nil
 }
 
+// defaultMaxRecipients is server.max_recipients' default, for limits
+// built by hand.
+var defaultMaxRecipients = config.Defaults().Server.MaxRecipients
+
 // ErrRateLimited is the cause of a KindRateLimited SendError.
 var ErrRateLimited = errors.New("sending rate limit: no tokens within ses.rate_limit_wait")
 
@@ -153,7 +157,7 @@ func burst(r float64, maxRcpt int) int {
 // their tokens; new ones start full.
 func (l *RateLimiter) Update(limits RateLimits) {
 	if limits.MaxRecipients < 1 {
-		limits.MaxRecipients = 50
+		limits.MaxRecipients = defaultMaxRecipients
 	}
 	l.mu.Lock()
 	l.limits = limits

@@ -117,12 +117,10 @@ var _ relay.Sender = (*Sender)(nil)
 // New loads the default AWS credential chain (environment, shared config,
 // web identity / IRSA, instance role) unless opts.AWSConfig is set.
 func New(ctx context.Context, opts Options) (*Sender, error) {
+	opts = withDefaults(opts)
 	httpClient := opts.HTTPClient
 	if httpClient == nil {
 		n := opts.MaxIdleConns
-		if n <= 0 {
-			n = 64
-		}
 		httpClient = awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
 			t.MaxIdleConns = n * 2
 			t.MaxIdleConnsPerHost = n
@@ -152,9 +150,22 @@ func New(ctx context.Context, opts Options) (*Sender, error) {
 	return s, nil
 }
 
-func (s *Sender) setOptions(o Options) {
+// withDefaults fills the zero fields of o that are configuration keys
+// with config.Defaults (the one place the defaults of ses.* live), for
+// callers that build Options by hand, and the backoff with its defaults.
+func withDefaults(o Options) Options {
+	d := OptionsFromConfig(&defaultSES)
 	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = 3
+		o.MaxAttempts = d.MaxAttempts
+	}
+	if o.MaxIdleConns <= 0 {
+		o.MaxIdleConns = d.MaxIdleConns
+	}
+	if o.FailoverAfter <= 0 {
+		o.FailoverAfter = d.FailoverAfter
+	}
+	if o.ProbeEvery <= 0 {
+		o.ProbeEvery = d.ProbeEvery
 	}
 	if o.BackoffBase <= 0 {
 		o.BackoffBase = DefaultBackoffBase
@@ -162,13 +173,13 @@ func (s *Sender) setOptions(o Options) {
 	if o.BackoffMax <= 0 {
 		o.BackoffMax = DefaultBackoffMax
 	}
-	// The defaults of ses.failover, for callers that build Options by hand.
-	if o.FailoverAfter <= 0 {
-		o.FailoverAfter = 3
-	}
-	if o.ProbeEvery <= 0 {
-		o.ProbeEvery = 30 * time.Second
-	}
+	return o
+}
+
+var defaultSES = config.Defaults().SES
+
+func (s *Sender) setOptions(o Options) {
+	o = withDefaults(o)
 	o.AWSConfig, o.HTTPClient, o.Logger = nil, nil, nil
 	s.opts.Store(&o)
 }
