@@ -142,8 +142,10 @@ func (s *Server) build(cfg *config.Config) (*state, error) {
 func (s *Server) snapshot() *state { return s.cur.Load() }
 
 // Reload builds a snapshot from cfg and swaps it in. On error the current
-// snapshot stays. Listener addresses and TLS modes are not changed by a
-// reload (that needs a restart); everything else is.
+// snapshot stays. New connections get the new snapshot, what EHLO
+// advertises included (generation.go). The listeners (server.listeners)
+// are not changed by a reload: the daemon refuses such a reload
+// (config.RestartKeys).
 func (s *Server) Reload(cfg *config.Config) error {
 	st, err := s.build(cfg)
 	if err != nil {
