@@ -11,6 +11,64 @@ import (
 	"time"
 )
 
+// Defaults returns the configuration every file is decoded on top of.
+func Defaults() Config {
+	return Config{
+		Server: Server{
+			Hostname:            "localhost",
+			MaxMessageBytes:     40 << 20,
+			MaxRecipients:       50,
+			MaxConnections:      1000,
+			MaxConnectionsPerIP: 100,
+			ReadTimeout:         5 * time.Minute,
+			WriteTimeout:        time.Minute,
+			DataTimeout:         10 * time.Minute,
+			ShutdownTimeout:     30 * time.Second,
+			BareNewlines:        "normalize",
+			TLS:                 TLS{MinVersion: "1.2"},
+		},
+		Log:      Log{Level: "info", Format: "json"},
+		Delivery: Delivery{Sender: SenderSES, FileDir: "./outbox", RetryMemoryTTL: 24 * time.Hour, RetryMemoryMax: 100000},
+		SES: SES{
+			Region:         "us-east-1",
+			Timeout:        60 * time.Second,
+			MaxAttempts:    3,
+			RetryAmbiguous: true,
+			MaxSendRate:    "0",
+			RateLimitWait:  2 * time.Second,
+			MaxIdleConns:   64,
+			Failover:       Failover{After: 3, ProbeEvery: 30 * time.Second},
+		},
+		Auth: Auth{
+			MaxFailuresPerConnection: 3,
+			MaxFailures:              10,
+			Lockout:                  5 * time.Minute,
+			CacheTTL:                 5 * time.Minute,
+			MaxConcurrentHashes:      4,
+		},
+	}
+}
+
+// defaultElements sets the defaults of keys inside lists, which the
+// Defaults literal cannot hold: server.listeners[].tls,
+// tenants[].from_policy and tenants[].list_unsubscribe.mode.
+func (c *Config) defaultElements() {
+	for i := range c.Server.Listeners {
+		if c.Server.Listeners[i].TLS == "" {
+			c.Server.Listeners[i].TLS = TLSStartTLS
+		}
+	}
+	for i := range c.Tenants {
+		t := &c.Tenants[i]
+		if t.FromPolicy == "" {
+			t.FromPolicy = FromReject
+		}
+		if t.ListUnsubscribe != nil && t.ListUnsubscribe.Mode == "" {
+			t.ListUnsubscribe.Mode = UnsubOff
+		}
+	}
+}
+
 // Config is the whole configuration file. Field tags are the key names
 // operators write; they are an interface and must not be renamed.
 type Config struct {

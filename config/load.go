@@ -27,44 +27,6 @@ var devYAML []byte
 // self-signed TLS on loopback, one demo tenant). examples/dev.yaml is a copy.
 func DevYAML() []byte { return bytes.Clone(devYAML) }
 
-// Defaults returns the configuration every file is decoded on top of.
-func Defaults() Config {
-	return Config{
-		Server: Server{
-			Hostname:            "localhost",
-			MaxMessageBytes:     40 << 20,
-			MaxRecipients:       50,
-			MaxConnections:      1000,
-			MaxConnectionsPerIP: 100,
-			ReadTimeout:         5 * time.Minute,
-			WriteTimeout:        time.Minute,
-			DataTimeout:         10 * time.Minute,
-			ShutdownTimeout:     30 * time.Second,
-			BareNewlines:        "normalize",
-			TLS:                 TLS{MinVersion: "1.2"},
-		},
-		Log:      Log{Level: "info", Format: "json"},
-		Delivery: Delivery{Sender: SenderSES, FileDir: "./outbox", RetryMemoryTTL: 24 * time.Hour, RetryMemoryMax: 100000},
-		SES: SES{
-			Region:         "us-east-1",
-			Timeout:        60 * time.Second,
-			MaxAttempts:    3,
-			RetryAmbiguous: true,
-			MaxSendRate:    "0",
-			RateLimitWait:  2 * time.Second,
-			MaxIdleConns:   64,
-			Failover:       Failover{After: 3, ProbeEvery: 30 * time.Second},
-		},
-		Auth: Auth{
-			MaxFailuresPerConnection: 3,
-			MaxFailures:              10,
-			Lockout:                  5 * time.Minute,
-			CacheTTL:                 5 * time.Minute,
-			MaxConcurrentHashes:      4,
-		},
-	}
-}
-
 // Load reads, decodes, validates and loads the secrets of the
 // configuration at path ("" means the embedded development default).
 // The returned error lists every problem found, one per line, each naming
@@ -91,16 +53,23 @@ func Load(path string) (*Config, error) {
 	return cfg, nil
 }
 
-// Parse decodes YAML data (plus SESRELAY_ environment overrides), applies
-// defaults, validates, and loads the referenced secret files. Relative
-// file paths are taken relative to the working directory.
+// Parse decodes YAML data (plus SESRELAY_ environment overrides) on top of
+// Defaults, applies the defaults of list elements, normalizes domains,
+// validates, and loads the referenced files (LoadFiles). Problems of the
+// last two steps are reported together. Relative file paths are taken
+// relative to the working directory.
 func Parse(data []byte) (*Config, error) {
 	cfg, err := decode(data)
 	if err != nil {
 		return nil, err
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
+	cfg.defaultElements()
+	cfg.normalize()
+	p := &problems{}
+	cfg.validate(p)
+	cfg.loadFiles(p)
+	if len(p.list) > 0 {
+		return nil, &Errors{List: p.list}
 	}
 	return cfg, nil
 }

@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rsa"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -45,11 +44,20 @@ func (p *problems) add(path, format string, args ...any) {
 	p.list = append(p.list, path+": "+fmt.Sprintf(format, args...))
 }
 
-// Validate checks every value, loads the files keys point at (TLS
-// certificate, password hashes, DKIM keys, unsubscribe secrets) and
-// normalizes domains. It returns *Errors listing every problem.
+// Validate checks every value and returns *Errors listing every problem,
+// each naming its key path. It changes nothing and reads no file: defaults
+// come from Defaults (and defaultElements), normalization from normalize,
+// and the files keys point at are read by LoadFiles.
 func (c *Config) Validate() error {
 	p := &problems{}
+	c.validate(p)
+	if len(p.list) > 0 {
+		return &Errors{List: p.list}
+	}
+	return nil
+}
+
+func (c *Config) validate(p *problems) {
 	c.validateServer(p)
 	switch c.Admin.Address {
 	case "":
@@ -86,10 +94,25 @@ func (c *Config) Validate() error {
 	c.validateSES(p)
 	c.validateAuth(p)
 	c.validateTenants(p)
-	if len(p.list) > 0 {
-		return &Errors{List: p.list}
+}
+
+// normalize puts every domain key in its canonical form (NormalizeDomain):
+// tenants[].domains and tenants[].dkim[].domain. A domain that does not
+// normalize stays as written, for Validate to report.
+func (c *Config) normalize() {
+	for i := range c.Tenants {
+		t := &c.Tenants[i]
+		for j, d := range t.Domains {
+			if n, err := NormalizeDomain(d); err == nil {
+				t.Domains[j] = n
+			}
+		}
+		for j := range t.DKIM {
+			if n, err := NormalizeDomain(t.DKIM[j].Domain); err == nil {
+				t.DKIM[j].Domain = n
+			}
+		}
 	}
-	return nil
 }
 
 func isLoopbackHost(host string) bool {
@@ -120,9 +143,6 @@ func (c *Config) validateServer(p *problems) {
 			p.add(path+".address", "same address as server.listeners[%d]", j)
 		} else {
 			seen[l.Address] = i
-		}
-		if l.TLS == "" {
-			l.TLS = TLSStartTLS
 		}
 		switch l.TLS {
 		case TLSStartTLS, TLSImplicit:
@@ -155,12 +175,7 @@ func (c *Config) validateServer(p *problems) {
 	case t.KeyFile != "" && t.CertFile == "":
 		p.add("server.tls.cert_file", "required with key_file")
 	case t.CertFile != "":
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			p.add("server.tls.cert_file", "%v", err)
-		} else {
-			t.Certificate = &cert
-		}
+		// Loaded by LoadFiles.
 	case needTLS && !t.SelfSigned:
 		p.add("server.tls", "a listener uses TLS: set cert_file and key_file (or self_signed: true for development)")
 	}
@@ -308,17 +323,12 @@ func (c *Config) validateTenants(p *problems) {
 	if len(c.Tenants) == 0 {
 		p.add("tenants", "at least one tenant is required")
 	}
-	names := map[string]int{}
-	users := map[string]string{}
+	p.list = append(p.list, c.uniqueProblems()...)
 	for i := range c.Tenants {
 		t := &c.Tenants[i]
 		path := fmt.Sprintf("tenants[%d]", i)
 		if !tenantName.MatchString(t.Name) {
 			p.add(path+".name", "must be 1-63 characters of a-z, 0-9, _ and -, got %q", t.Name)
-		} else if j, dup := names[t.Name]; dup {
-			p.add(path+".name", "%q is already tenants[%d]", t.Name, j)
-		} else {
-			names[t.Name] = i
 		}
 		if len(t.Users) == 0 {
 			p.add(path+".users", "at least one user is required")
@@ -328,40 +338,19 @@ func (c *Config) validateTenants(p *problems) {
 			up := fmt.Sprintf("%s.users[%d]", path, j)
 			if !userRE.MatchString(u.Username) {
 				p.add(up+".username", "must be 1-256 printable ASCII characters without spaces")
-			} else if other, dup := users[u.Username]; dup {
-				p.add(up+".username", "%q is already used by %s", u.Username, other)
-			} else {
-				users[u.Username] = up
 			}
-			hashKey := up + ".password_hash"
-			switch {
-			case u.PasswordHashFile != "" && u.PasswordHash != "":
+			if u.PasswordHashFile != "" && u.PasswordHash != "" {
 				p.add(up+".password_hash_file", "set password_hash or password_hash_file, not both")
-			case u.PasswordHashFile != "":
-				hashKey = up + ".password_hash_file"
-				b, err := os.ReadFile(u.PasswordHashFile)
-				if err != nil {
-					p.add(hashKey, "%v", err)
-					continue
-				}
-				u.PasswordHash = strings.TrimSpace(string(b))
 			}
-			h, err := ParsePasswordHash(u.PasswordHash)
-			if err != nil {
-				p.add(hashKey, "%v", err)
-			}
-			u.Hash = h
+			// The hash itself is parsed by LoadFiles (it may come from a file).
 		}
 		if len(t.Domains) == 0 {
 			p.add(path+".domains", "at least one domain is required")
 		}
 		for j, d := range t.Domains {
-			n, err := NormalizeDomain(d)
-			if err != nil {
+			if _, err := NormalizeDomain(d); err != nil {
 				p.add(fmt.Sprintf("%s.domains[%d]", path, j), "%v", err)
-				continue
 			}
-			t.Domains[j] = n
 		}
 		if t.ConfigurationSet != "" && !sesName.MatchString(t.ConfigurationSet) {
 			p.add(path+".configuration_set", "must be 1-64 characters of A-Z, a-z, 0-9, _ and -")
@@ -416,9 +405,6 @@ func (c *Config) validateTenants(p *problems) {
 		}
 		if t.SESTenant != "" && !sesName.MatchString(t.SESTenant) {
 			p.add(path+".ses_tenant", "must be 1-64 characters of A-Z, a-z, 0-9, _ and -")
-		}
-		if t.FromPolicy == "" {
-			t.FromPolicy = FromReject
 		}
 		switch t.FromPolicy {
 		case FromReject:
@@ -509,8 +495,6 @@ func (t *Tenant) owns(addr string) bool {
 func validateUnsub(p *problems, path string, t *Tenant) {
 	u := t.ListUnsubscribe
 	switch u.Mode {
-	case "":
-		u.Mode = UnsubOff
 	case UnsubOff, UnsubPreserve, UnsubAdd, UnsubRequire:
 	default:
 		p.add(path+".mode", "must be off, preserve, add or require, got %q", u.Mode)
@@ -528,19 +512,7 @@ func validateUnsub(p *problems, path string, t *Tenant) {
 	}
 	if u.SecretFile == "" {
 		p.add(path+".secret_file", "required for mode add (an HMAC key of at least 32 bytes)")
-		return
 	}
-	b, err := os.ReadFile(u.SecretFile)
-	if err != nil {
-		p.add(path+".secret_file", "%v", err)
-		return
-	}
-	secret := []byte(strings.TrimSpace(string(b)))
-	if len(secret) < 32 {
-		p.add(path+".secret_file", "%s holds %d bytes, at least 32 are required", u.SecretFile, len(secret))
-		return
-	}
-	u.Secret = secret
 }
 
 func validateDKIM(p *problems, path string, t *Tenant, k *DKIMKey) {
@@ -548,7 +520,6 @@ func validateDKIM(p *problems, path string, t *Tenant, k *DKIMKey) {
 	if err != nil || strings.HasPrefix(d, "*.") {
 		p.add(path+".domain", "not a domain: %q", k.Domain)
 	} else {
-		k.Domain = d
 		owned := false
 		for _, e := range t.Domains {
 			if CoversDomain(e, d) {
@@ -567,14 +538,7 @@ func validateDKIM(p *problems, path string, t *Tenant, k *DKIMKey) {
 	}
 	if k.KeyFile == "" {
 		p.add(path+".key_file", "required")
-		return
 	}
-	signer, err := LoadPrivateKey(k.KeyFile)
-	if err != nil {
-		p.add(path+".key_file", "%v", err)
-		return
-	}
-	k.Signer = signer
 }
 
 // LoadPrivateKey reads a PEM PKCS#1 or PKCS#8 RSA key (at least 2048 bits)
@@ -616,4 +580,39 @@ func ParsePrivateKey(b []byte) (crypto.Signer, error) {
 		return k, nil
 	}
 	return nil, fmt.Errorf("unsupported key type %T (want RSA or Ed25519)", key)
+}
+
+// CheckUnique reports tenant names and usernames used twice, as *Errors
+// naming the key of each repeat. Validate includes it; policy.Compile
+// calls it too, since its lookups by name and username rely on it.
+func (c *Config) CheckUnique() error {
+	if l := c.uniqueProblems(); len(l) > 0 {
+		return &Errors{List: l}
+	}
+	return nil
+}
+
+func (c *Config) uniqueProblems() []string {
+	p := &problems{}
+	names := map[string]int{}
+	users := map[string]string{}
+	for i := range c.Tenants {
+		t := &c.Tenants[i]
+		path := fmt.Sprintf("tenants[%d]", i)
+		if j, dup := names[t.Name]; dup && t.Name != "" {
+			p.add(path+".name", "%q is already tenants[%d]", t.Name, j)
+		} else {
+			names[t.Name] = i
+		}
+		for j := range t.Users {
+			u := &t.Users[j]
+			up := fmt.Sprintf("%s.users[%d]", path, j)
+			if other, dup := users[u.Username]; dup && u.Username != "" {
+				p.add(up+".username", "%q is already used by %s", u.Username, other)
+			} else {
+				users[u.Username] = up
+			}
+		}
+	}
+	return p.list
 }

@@ -78,35 +78,30 @@ type headerTag struct {
 //
 // The Rules keep pointers into cfg: cfg must not be modified afterwards.
 func Compile(cfg *config.Config) (*Rules, error) {
+	// Names and usernames are unique by config's one rule; the lookups
+	// below rely on it.
+	if err := cfg.CheckUnique(); err != nil {
+		return nil, err
+	}
 	p := &problems{}
 	r := &Rules{
 		byName: make(map[string]*Tenant, len(cfg.Tenants)),
 		byUser: make(map[string]userEntry),
 	}
-	userPath := map[string]string{}
 	for i := range cfg.Tenants {
 		ct := &cfg.Tenants[i]
 		path := fmt.Sprintf("tenants[%d]", i)
 		t := compileTenant(p, path, ct)
 		if ct.Name == "" {
 			p.add(path+".name", "required")
-		} else if _, dup := r.byName[ct.Name]; dup {
-			p.add(path+".name", "%q is used by two tenants", ct.Name)
-		} else {
-			r.byName[ct.Name] = t
 		}
+		r.byName[ct.Name] = t
 		for j := range ct.Users {
 			u := &ct.Users[j]
-			up := fmt.Sprintf("%s.users[%d].username", path, j)
 			if u.Username == "" {
-				p.add(up, "required")
+				p.add(fmt.Sprintf("%s.users[%d].username", path, j), "required")
 				continue
 			}
-			if other, dup := userPath[u.Username]; dup {
-				p.add(up, "%q is already used by %s", u.Username, other)
-				continue
-			}
-			userPath[u.Username] = up
 			r.byUser[u.Username] = userEntry{tenant: t, user: u}
 		}
 		r.tenants = append(r.tenants, t)

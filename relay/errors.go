@@ -5,14 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
-	"strings"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/service/sesv2/types"
-	"github.com/aws/smithy-go"
 	"github.com/emersion/go-smtp"
 
 	"github.com/sesrelay/sesrelay/headers"
@@ -94,7 +87,8 @@ func (e *SendError) Unwrap() error { return e.Err }
 // Kind classifies a send failure; each kind has one SMTP reply.
 type Kind int
 
-// Kinds of send failures (REFERENCE.md §8).
+// Kinds of send failures (REFERENCE.md §8). relay/ses maps SES answers to
+// them; the relay knows nothing of SES error types.
 const (
 	KindUnknown          Kind = iota // transient: 451 4.3.0
 	KindThrottled                    // 451 4.3.2
@@ -151,94 +145,18 @@ func (k Kind) Alert() bool {
 	return k == KindPaused || k == KindMisconfigured || k == KindSuspended
 }
 
-// Classify returns the Kind of a Sender error. It is the one place that
-// knows SES error types.
+// Classify returns the Kind of a Sender error. A Sender states the kind
+// with a *SendError (relay/ses maps every SES answer to one); otherwise a
+// deadline, a cancellation or a network error is transient and anything
+// else unknown (both 451 4.3.0).
 func Classify(err error) Kind {
 	var se *SendError
 	if errors.As(err, &se) {
 		return se.Kind
 	}
-	var (
-		tooMany   *types.TooManyRequestsException
-		limit     *types.LimitExceededException
-		paused    *types.SendingPausedException
-		mailFrom  *types.MailFromDomainNotVerifiedException
-		notFound  *types.NotFoundException
-		rejected  *types.MessageRejected
-		badReq    *types.BadRequestException
-		suspended *types.AccountSuspendedException
-		internal  *types.InternalServiceErrorException
-	)
-	switch {
-	case errors.As(err, &tooMany), errors.As(err, &limit):
-		return KindThrottled
-	case errors.As(err, &paused):
-		return KindPaused
-	case errors.As(err, &mailFrom), errors.As(err, &notFound):
-		return KindMisconfigured
-	case errors.As(err, &rejected):
-		msg := strings.ToLower(rejected.ErrorMessage())
-		switch {
-		case strings.Contains(msg, "not verified"):
-			return KindNotVerified
-		case strings.Contains(msg, "too large"), strings.Contains(msg, "size"):
-			return KindTooLarge
-		case strings.Contains(msg, "maximum sending rate"), strings.Contains(msg, "daily message quota"), strings.Contains(msg, "throttl"):
-			return KindThrottled
-		}
-		return KindRejected
-	case errors.As(err, &badReq):
-		return KindBadRequest
-	case errors.As(err, &suspended):
-		return KindSuspended
-	case errors.As(err, &internal):
-		return KindTransient
-	}
-	var maxAttempts *retry.MaxAttemptsError
-	var api smithy.APIError
-	if errors.As(err, &api) {
-		code := api.ErrorCode()
-		switch {
-		case code == "AccessDeniedException" || code == "AccessDenied":
-			return KindDelegationDenied
-		case strings.Contains(code, "Throttl"), code == "TooManyRequestsException", code == "RequestLimitExceeded":
-			return KindThrottled
-		case code == "UnrecognizedClientException", code == "InvalidClientTokenId", code == "SignatureDoesNotMatch",
-			code == "ExpiredTokenException", code == "ExpiredToken", code == "MissingAuthenticationTokenException",
-			code == "IncompleteSignature", code == "InvalidSignatureException":
-			return KindMisconfigured
-		case code == "RequestEntityTooLarge", code == "RequestEntityTooLargeException":
-			return KindTooLarge
-		}
-	}
-	var resp *awshttp.ResponseError
-	if errors.As(err, &resp) {
-		switch s := resp.HTTPStatusCode(); {
-		case s == http.StatusTooManyRequests:
-			return KindThrottled
-		case s == http.StatusRequestEntityTooLarge:
-			return KindTooLarge
-		case s == http.StatusForbidden:
-			return KindDelegationDenied
-		case s == http.StatusUnauthorized:
-			return KindMisconfigured
-		case s >= 500:
-			return KindTransient
-		case s >= 400:
-			return KindBadRequest
-		}
-	}
-	if errors.As(err, &maxAttempts) {
-		return KindTransient
-	}
 	var netErr net.Error
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.As(err, &netErr) {
 		return KindTransient
-	}
-	var credErr *aws.MissingRegionError
-	if errors.As(err, &credErr) || strings.Contains(err.Error(), "failed to retrieve credentials") ||
-		strings.Contains(err.Error(), "no EC2 IMDS role found") {
-		return KindMisconfigured
 	}
 	return KindUnknown
 }

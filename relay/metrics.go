@@ -11,9 +11,10 @@ import (
 //
 // Every label value comes from a bounded set: tenant is a configured
 // tenant name (empty before AUTH succeeds), listener a bound listener
-// address, region a configured region, hash one configuration digest at a
-// time, and reason, outcome, result and scope are fixed words defined in
-// this package, in policy (reject reasons) or by Kind.String. No label
+// address, hash one configuration digest at a time, and reason, outcome,
+// result and scope are fixed words defined in this package, in policy
+// (reject reasons) or by Kind.String. The SES call metrics are relay/ses's
+// own. No label
 // carries a client-supplied string, so a client cannot grow the number of
 // series. docs/operations.md lists every metric.
 type Metrics struct {
@@ -24,7 +25,6 @@ type Metrics struct {
 	Messages       *prometheus.CounterVec
 	Recipients     *prometheus.CounterVec
 	Bytes          *prometheus.CounterVec
-	SESDuration    *prometheus.HistogramVec
 	PipelineTime   *prometheus.HistogramVec
 	RateLimitWaits *prometheus.CounterVec
 
@@ -67,10 +67,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sesrelay_message_bytes_total", Help: "Bytes of messages accepted by SES, by tenant.",
 		}, []string{"tenant"}),
-		SESDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "sesrelay_ses_request_duration_seconds", Help: "SES SendEmail call latency (retries included), by region and result kind.",
-			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
-		}, []string{"region", "result"}),
 		PipelineTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "sesrelay_pipeline_duration_seconds", Help: "Time from end of DATA to the reply, by outcome.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
@@ -101,7 +97,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.Reloads.WithLabelValues(ReloadFailure)
 	if reg != nil {
 		reg.MustRegister(m.ConnsCurrent, m.ConnsTotal, m.ConnsRejected, m.Auth, m.Messages,
-			m.Recipients, m.Bytes, m.SESDuration, m.PipelineTime, m.RateLimitWaits,
+			m.Recipients, m.Bytes, m.PipelineTime, m.RateLimitWaits,
 			m.ReloadSuccessful, m.ReloadTimestamp, m.Reloads, m.ConfigInfo, m.BuildInfo)
 	}
 	return m
@@ -191,11 +187,5 @@ func (m *Metrics) sent(tenant string, rcpts, bytes int) {
 	if m != nil {
 		m.Recipients.WithLabelValues(tenant).Add(float64(rcpts))
 		m.Bytes.WithLabelValues(tenant).Add(float64(bytes))
-	}
-}
-
-func (m *Metrics) sesCall(region, result string, d time.Duration) {
-	if m != nil {
-		m.SESDuration.WithLabelValues(region, result).Observe(d.Seconds())
 	}
 }

@@ -257,10 +257,6 @@ func (s *Server) deliver(ctx context.Context, st *state, t *policy.Tenant, env E
 		d := time.Since(sendStart)
 		if err != nil {
 			kind := Classify(err)
-			if kind != KindRateLimited {
-				// A local rate-limit refusal never reached SES.
-				s.metrics.sesCall(regionOr(req.Region, st.cfg.SES.Region), kind.String(), d)
-			}
 			r := ReplyForSendError(err, ref)
 			lvl := log.Warn
 			if kind.Alert() {
@@ -276,7 +272,6 @@ func (s *Server) deliver(ctx context.Context, st *state, t *policy.Tenant, env E
 			s.metrics.message(t.Name, outcome, kind.String(), time.Since(start))
 			return r
 		}
-		s.metrics.sesCall(regionOr(res.Region, regionOr(req.Region, st.cfg.SES.Region)), "ok", d)
 		s.metrics.sent(t.Name, len(req.Recipients), len(req.Raw))
 		ids = append(ids, res.MessageID)
 		if p.PerRecipient {
@@ -302,13 +297,6 @@ func memoryKey(tenant, from string, raw []byte) [32]byte {
 	var k [32]byte
 	copy(k[:], h.Sum(nil))
 	return k
-}
-
-func regionOr(r, def string) string {
-	if r != "" {
-		return r
-	}
-	return def
 }
 
 var errNonASCII = errors.New("non-ASCII local part")

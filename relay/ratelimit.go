@@ -78,6 +78,10 @@ func ResolveSendRate(ctx context.Context, c *config.SES, q SendQuota) (float64, 
 	return r, nil
 }
 
+// defaultMaxRecipients is server.max_recipients' default, for limits
+// built by hand.
+var defaultMaxRecipients = config.Defaults().Server.MaxRecipients
+
 // ErrRateLimited is the cause of a KindRateLimited SendError.
 var ErrRateLimited = errors.New("sending rate limit: no tokens within ses.rate_limit_wait")
 
@@ -121,9 +125,6 @@ func RateLimited(next Sender, limits RateLimits) *RateLimiter {
 	return l
 }
 
-// Next returns the wrapped Sender.
-func (l *RateLimiter) Next() Sender { return l.next }
-
 // Limits returns the limits in force.
 func (l *RateLimiter) Limits() RateLimits {
 	l.mu.RLock()
@@ -131,11 +132,11 @@ func (l *RateLimiter) Limits() RateLimits {
 	return l.limits
 }
 
-func (l *RateLimiter) setMetrics(m *Metrics) {
+// SetMetrics makes l count its decisions in m
+// (sesrelay_rate_limit_total).
+func (l *RateLimiter) SetMetrics(m *Metrics) {
 	l.mu.Lock()
-	if l.metrics == nil {
-		l.metrics = m
-	}
+	l.metrics = m
 	l.mu.Unlock()
 }
 
@@ -156,7 +157,7 @@ func burst(r float64, maxRcpt int) int {
 // their tokens; new ones start full.
 func (l *RateLimiter) Update(limits RateLimits) {
 	if limits.MaxRecipients < 1 {
-		limits.MaxRecipients = 50
+		limits.MaxRecipients = defaultMaxRecipients
 	}
 	l.mu.Lock()
 	l.limits = limits

@@ -40,6 +40,7 @@ type state struct {
 	cfg   *config.Config
 	rules *policy.Rules
 	cert  *tls.Certificate
+	tls   *tls.Config // handshakes of new connections (tls.go)
 	dummy *config.PasswordHash
 }
 
@@ -67,9 +68,8 @@ type Server struct {
 
 	mu        sync.Mutex
 	conns     map[*trackedConn]struct{}
-	servers   []*smtp.Server
-	listeners []net.Listener
-	lcfg      []config.Listener
+	listeners []*smtpListener
+	servers   []*smtp.Server // every go-smtp server started (generation.go)
 	wg        sync.WaitGroup
 }
 
@@ -110,9 +110,6 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	s.memory = newDeliveryMemory(cfg.Delivery.RetryMemoryTTL, cfg.Delivery.RetryMemoryMax, s.now)
 	// Lockouts run on the wall clock, not on the injected Now.
 	s.authLimit = newAuthLimiter(time.Now)
-	if rl, ok := opts.Sender.(*RateLimiter); ok {
-		rl.setMetrics(opts.Metrics)
-	}
 	s.cur.Store(st)
 	return s, nil
 }
@@ -132,7 +129,7 @@ func (s *Server) build(cfg *config.Config) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &state{gen: s.gen.Add(1), cfg: cfg, rules: rules, cert: cert}
+	st := &state{gen: s.gen.Add(1), cfg: cfg, rules: rules, cert: cert, tls: snapshotTLS(cfg, cert)}
 	for _, t := range cfg.Tenants {
 		if len(t.Users) > 0 {
 			st.dummy = config.DummyLike(t.Users[0].Hash)
@@ -145,8 +142,10 @@ func (s *Server) build(cfg *config.Config) (*state, error) {
 func (s *Server) snapshot() *state { return s.cur.Load() }
 
 // Reload builds a snapshot from cfg and swaps it in. On error the current
-// snapshot stays. Listener addresses and TLS modes are not changed by a
-// reload (that needs a restart); everything else is.
+// snapshot stays. New connections get the new snapshot, what EHLO
+// advertises included (generation.go). The listeners (server.listeners)
+// are not changed by a reload: the daemon refuses such a reload
+// (config.RestartKeys).
 func (s *Server) Reload(cfg *config.Config) error {
 	st, err := s.build(cfg)
 	if err != nil {
@@ -184,29 +183,17 @@ func (s *Server) Listen() error {
 			s.closeListeners()
 			return err
 		}
-		tlsCfg := s.tlsConfig(cfg.Server.TLS.MinVersion)
-		ll := &limitListener{Listener: l, srv: s, allowed: allowed}
-		ll.enableProxy(lc)
-		srv := smtp.NewServer(&backend{srv: s, listener: lc})
-		srv.Domain = cfg.Server.Hostname
-		srv.MaxMessageBytes = cfg.Server.MaxMessageBytes
-		srv.MaxRecipients = cfg.Server.MaxRecipients
-		srv.MaxLineLength = 2000
-		srv.WriteTimeout = cfg.Server.WriteTimeout
-		// Read deadlines are applied per read by trackedConn.
-		srv.ReadTimeout = 0
-		srv.AllowInsecureAuth = lc.AllowInsecureAuth
-		srv.ErrorLog = zapErrorLog{s.log}
+		sl := &smtpListener{cfg: lc, ln: &limitListener{Listener: l, srv: s, allowed: allowed}}
+		sl.ln.enableProxy(lc)
+		tlsCfg := s.tlsConfig()
 		switch lc.TLS {
 		case config.TLSStartTLS:
-			srv.TLSConfig = tlsCfg
+			sl.tls = tlsCfg
 		case config.TLSImplicit:
-			ll.implicit = tlsCfg
+			sl.ln.implicit = tlsCfg
 		}
 		s.mu.Lock()
-		s.servers = append(s.servers, srv)
-		s.listeners = append(s.listeners, ll)
-		s.lcfg = append(s.lcfg, lc)
+		s.listeners = append(s.listeners, sl)
 		s.mu.Unlock()
 	}
 	return nil
@@ -216,9 +203,9 @@ func (s *Server) closeListeners() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, l := range s.listeners {
-		l.Close()
+		l.ln.Close()
 	}
-	s.listeners, s.servers, s.lcfg = nil, nil, nil
+	s.listeners = nil
 }
 
 // Addrs returns the bound listener addresses, in configuration order.
@@ -227,7 +214,7 @@ func (s *Server) Addrs() []net.Addr {
 	defer s.mu.Unlock()
 	out := make([]net.Addr, len(s.listeners))
 	for i, l := range s.listeners {
-		out[i] = l.Addr()
+		out[i] = l.ln.Addr()
 	}
 	return out
 }
@@ -236,18 +223,17 @@ func (s *Server) Addrs() []net.Addr {
 // gracefully within server.shutdown_timeout (see Shutdown).
 func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Lock()
-	servers, listeners, lcfg := s.servers, s.listeners, s.lcfg
+	listeners := s.listeners
 	s.mu.Unlock()
-	errc := make(chan error, len(servers))
-	for i := range servers {
-		srv, l, lc := servers[i], listeners[i], lcfg[i]
-		s.log.Info("listening", zap.String("address", l.Addr().String()), zap.String("tls", lc.TLS),
-			zap.Bool("allow_insecure_auth", lc.AllowInsecureAuth))
+	errc := make(chan error, len(listeners))
+	for _, l := range listeners {
+		s.log.Info("listening", zap.String("address", l.ln.Addr().String()), zap.String("tls", l.cfg.TLS),
+			zap.Bool("allow_insecure_auth", l.cfg.AllowInsecureAuth))
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := srv.Serve(l); err != nil && !errors.Is(err, net.ErrClosed) {
-				errc <- fmt.Errorf("serve %s: %w", l.Addr(), err)
+			if err := s.acceptLoop(l); err != nil {
+				errc <- err
 			}
 		}()
 	}
@@ -274,10 +260,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	s.mu.Lock()
 	servers := s.servers
-	// Close the listeners here too: go-smtp only closes those its Serve
-	// has registered, which a very early shutdown can precede.
+	// The accept loops end when their listener closes; go-smtp's
+	// Shutdown closes only its own handoffs.
 	for _, l := range s.listeners {
-		l.Close()
+		l.ln.Close()
 	}
 	s.mu.Unlock()
 	// go-smtp's Shutdown returns once its connection goroutines are done

@@ -47,17 +47,28 @@ func certificateFor(cfg *config.Config) (*tls.Certificate, error) {
 	return nil, nil
 }
 
-// tlsConfig builds a TLS configuration whose certificate follows the
-// current snapshot, so a reload rotates it without restarting listeners.
-func (s *Server) tlsConfig(minVersion string) *tls.Config {
-	v := uint16(tls.VersionTLS12)
-	if minVersion == "1.3" {
-		v = tls.VersionTLS13
-	}
+// tlsConfig returns the TLS configuration of the listeners: each
+// handshake takes the one of the current snapshot (certificate and
+// server.tls.min_version), so a reload changes both without restarting
+// listeners.
+func (s *Server) tlsConfig() *tls.Config {
 	return &tls.Config{
-		MinVersion: v,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return s.snapshot().cert, nil
+		MinVersion: tls.VersionTLS12,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return s.snapshot().tls, nil
 		},
 	}
+}
+
+// snapshotTLS is the TLS configuration of one snapshot.
+func snapshotTLS(cfg *config.Config, cert *tls.Certificate) *tls.Config {
+	v := uint16(tls.VersionTLS12)
+	if cfg.Server.TLS.MinVersion == "1.3" {
+		v = tls.VersionTLS13
+	}
+	c := &tls.Config{MinVersion: v}
+	if cert != nil {
+		c.Certificates = []tls.Certificate{*cert}
+	}
+	return c
 }

@@ -142,41 +142,13 @@ func (c *sesCheck) result(ctx context.Context) error {
 	return err
 }
 
-// sesProbe returns a GetAccount call through the SES sender under s (which
-// may be wrapped, e.g. in the rate limiter), or nil when delivery does not
-// go to SES. GetAccount needs ses:GetAccount, which docs/deploy.md's IAM
-// policy grants.
-func sesProbe(s relay.Sender) func(context.Context) error {
-	for s != nil {
-		switch v := s.(type) {
-		case *ses.Sender:
-			return func(ctx context.Context) error {
-				_, err := v.Client("").GetAccount(ctx, &sesv2.GetAccountInput{})
-				return err
-			}
-		case interface{ Next() relay.Sender }:
-			s = v.Next()
-		default:
-			return nil
-		}
+// sesProbe returns a GetAccount call through s. GetAccount needs
+// ses:GetAccount, which docs/deploy.md's IAM policy grants.
+func sesProbe(s *ses.Sender) func(context.Context) error {
+	return func(ctx context.Context) error {
+		_, err := s.Client("").GetAccount(ctx, &sesv2.GetAccountInput{})
+		return err
 	}
-	return nil
-}
-
-// sesSender returns the SES sender under s (which may be wrapped, e.g. in
-// the rate limiter), or nil.
-func sesSender(s relay.Sender) *ses.Sender {
-	for s != nil {
-		switch v := s.(type) {
-		case *ses.Sender:
-			return v
-		case interface{ Next() relay.Sender }:
-			s = v.Next()
-		default:
-			return nil
-		}
-	}
-	return nil
 }
 
 // adminHandler routes the admin endpoints. pprof adds /debug/pprof/.
@@ -223,24 +195,21 @@ type adminServer struct {
 
 // startAdmin binds admin.address and serves the admin endpoints in the
 // background; it returns nil, nil when admin.address is empty. srv is the
-// relay /readyz reports on, sender the one whose SES GetAccount
-// admin.ready_checks_ses calls.
-func startAdmin(cfg *config.Config, reg *prometheus.Registry, srv *relay.Server, sender relay.Sender, log *zap.Logger) (*adminServer, error) {
+// relay /readyz reports on, sesSender the SES sender (nil with another
+// delivery.sender) whose GetAccount admin.ready_checks_ses calls.
+func startAdmin(cfg *config.Config, reg *prometheus.Registry, srv *relay.Server, sesSender *ses.Sender, log *zap.Logger) (*adminServer, error) {
 	ac := cfg.Admin
 	if ac.Address == "" {
 		return nil, nil
 	}
 	log = log.With(zap.String("component", "admin"))
 	ready := &readiness{srv: srv}
-	if s := sesSender(sender); s != nil {
-		// sesrelay_ses_region_up{region}: on this registry, so it exists
-		// only with the admin listener that serves it.
-		reg.MustRegister(s.RegionCollector())
-		ready.regions = s.Regions
+	if sesSender != nil {
+		ready.regions = sesSender.Regions
 	}
 	if ac.ReadyChecksSES {
-		if probe := sesProbe(sender); probe != nil {
-			ready.ses = newSESCheck(probe, log)
+		if sesSender != nil {
+			ready.ses = newSESCheck(sesProbe(sesSender), log)
 		} else {
 			log.Warn("admin.ready_checks_ses is ignored: delivery.sender is not ses", zap.String("sender", cfg.Delivery.Sender))
 		}

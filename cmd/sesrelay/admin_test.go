@@ -112,7 +112,7 @@ func startRelay(t *testing.T, sesEndpoint, extra string) *relayUnderTest {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := startDaemon(context.Background(), cfg, path, zaptest.NewLogger(t), sender)
+	d, err := startDaemon(context.Background(), cfg, path, zaptest.NewLogger(t), sesDelivery(sender))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -682,7 +682,7 @@ func metricNames(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	describe(sender.RegionCollector())
+	describe(sender.Collector())
 	return names
 }
 

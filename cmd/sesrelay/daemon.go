@@ -15,6 +15,8 @@ type daemon struct {
 	path string
 	log  *zap.Logger
 	srv  *relay.Server
+	// parts are the sending side (serve.go).
+	parts *deliveryParts
 
 	// metrics are the relay's collectors (admin.go); admin is the admin
 	// listener, nil when admin.address is empty.
@@ -28,23 +30,27 @@ type daemon struct {
 }
 
 func newDaemon(ctx context.Context, cfg *config.Config, path string, log *zap.Logger) (*daemon, error) {
-	sender, err := buildSender(ctx, cfg, log)
+	parts, err := buildDelivery(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	return startDaemon(ctx, cfg, path, log, sender)
+	return startDaemon(ctx, cfg, path, log, parts)
 }
 
-// startDaemon builds the relay around sender (tests pass one pointed at a
-// local SES stand-in), starts the admin listener, then binds the SMTP
-// listeners: /readyz answers 503 until run serves them.
-func startDaemon(ctx context.Context, cfg *config.Config, path string, log *zap.Logger, sender relay.Sender) (*daemon, error) {
+// startDaemon builds the relay around the delivery parts (tests pass an
+// SES sender pointed at a local SES stand-in), starts the admin listener,
+// then binds the SMTP listeners: /readyz answers 503 until run serves them.
+func startDaemon(ctx context.Context, cfg *config.Config, path string, log *zap.Logger, parts *deliveryParts) (*daemon, error) {
 	reg, metrics := newRegistry()
-	srv, err := relay.NewServer(cfg, relay.Options{Sender: sender, Logger: log, Metrics: metrics})
+	parts.limiter.SetMetrics(metrics)
+	if parts.ses != nil {
+		reg.MustRegister(parts.ses.Collector())
+	}
+	srv, err := relay.NewServer(cfg, relay.Options{Sender: parts.sender(), Logger: log, Metrics: metrics})
 	if err != nil {
 		return nil, err
 	}
-	adm, err := startAdmin(cfg, reg, srv, sender, log)
+	adm, err := startAdmin(cfg, reg, srv, parts.ses, log)
 	if err != nil {
 		return nil, err
 	}
@@ -52,8 +58,8 @@ func startDaemon(ctx context.Context, cfg *config.Config, path string, log *zap.
 		adm.shutdown()
 		return nil, err
 	}
-	d := &daemon{path: path, log: log, srv: srv, metrics: metrics, admin: adm}
-	d.initReload(ctx, cfg, sender)
+	d := &daemon{path: path, log: log, srv: srv, parts: parts, metrics: metrics, admin: adm}
+	d.initReload(ctx, cfg)
 	d.recordReloads()
 	return d, nil
 }

@@ -73,7 +73,7 @@ func TestAdminRegionHealth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := startDaemon(context.Background(), cfg, path, zaptest.NewLogger(t), sender)
+	d, err := startDaemon(context.Background(), cfg, path, zaptest.NewLogger(t), sesDelivery(sender))
 	if err != nil {
 		t.Fatal(err)
 	}

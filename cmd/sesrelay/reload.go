@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,7 +32,8 @@ import (
 //
 // The watcher watches directories, not files: editors replace files by
 // renaming, and a Kubernetes ConfigMap or Secret volume swaps a "..data"
-// symlink, neither of which a watch on the file itself survives. Events are
+// symlink, neither of which a watch on the file itself survives. Only events
+// on the files the configuration uses count (see uses). Events are
 // debounced, and a reload runs only when the content (the configuration
 // file and the files it points at) hashed differently from the one in
 // force.
@@ -44,20 +46,72 @@ const (
 // reloadState is the daemon's reload bookkeeping.
 type reloadState struct {
 	mu         sync.Mutex
-	sender     relay.Sender
+	subs       []subscriber
 	hash       string // content hash of the configuration in force
 	failedHash string // content hash of the last configuration that failed to load
 	autoFailed bool   // ses.max_send_rate: auto could not be resolved
 	debounce   time.Duration
-	watched    map[string]bool
+	watched    map[string]bool // directories
+	files      map[string]bool // the configuration file and the files it points at
 }
 
-// initReload records what reloads need and applies the rate limits of cfg.
-func (d *daemon) initReload(ctx context.Context, cfg *config.Config, sender relay.Sender) {
-	d.rs.sender = sender
+// subscriber applies a loaded configuration to one part of the relay. A
+// reload hands the new configuration to each in order and stops at the
+// first error: only the first two may fail (the restart keys check, then
+// the relay's snapshot, which compiles everything) and neither changes
+// anything when it does; the others apply what is known to be valid.
+type subscriber struct {
+	name  string
+	apply func(ctx context.Context, cfg *config.Config) error
+}
+
+// initReload records what reloads need, subscribes the parts of the
+// relay to reloads and applies the rate limits of cfg.
+func (d *daemon) initReload(ctx context.Context, cfg *config.Config) {
 	d.rs.debounce = reloadDebounce
 	d.rs.hash = contentHash(d.path, referencedFiles(cfg))
+	d.rs.subs = []subscriber{
+		{"restart keys", func(_ context.Context, cfg *config.Config) error { return restartKeysUnchanged(d.srv.Config(), cfg) }},
+		{"smtp", func(_ context.Context, cfg *config.Config) error { return d.srv.Reload(cfg) }},
+	}
+	if s := d.parts.ses; s != nil {
+		// Before the rate limits: ses.max_send_rate auto asks SES with
+		// the new settings.
+		d.rs.subs = append(d.rs.subs, subscriber{"ses", func(_ context.Context, cfg *config.Config) error {
+			s.Reconfigure(ses.OptionsFromConfig(&cfg.SES))
+			return nil
+		}})
+	}
+	d.rs.subs = append(d.rs.subs, subscriber{"rate limits", func(ctx context.Context, cfg *config.Config) error {
+		d.applyLimits(ctx, cfg)
+		return nil
+	}})
 	d.applyLimits(ctx, cfg)
+}
+
+// restartKeysUnchanged refuses a configuration that changes a key only a
+// restart applies (config.RestartKeys): a reload must never say yes and
+// leave a change without effect.
+func restartKeysUnchanged(cur, cfg *config.Config) error {
+	changed := config.RestartChanges(cur, cfg)
+	if len(changed) == 0 {
+		return nil
+	}
+	e := &config.Errors{}
+	for _, k := range changed {
+		e.List = append(e.List, k+": changed, takes effect only after a restart")
+	}
+	return e
+}
+
+// apply hands cfg to every subscriber, in order.
+func (d *daemon) apply(ctx context.Context, cfg *config.Config) error {
+	for _, s := range d.rs.subs {
+		if err := s.apply(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ConfigHash is the content hash of the configuration in force (hex
@@ -87,7 +141,7 @@ func (d *daemon) reloadAs(ctx context.Context, trigger string, force bool) bool 
 	var hash string
 	if err == nil {
 		hash = contentHash(d.path, referencedFiles(cfg))
-		err = d.srv.Reload(cfg)
+		err = d.apply(ctx, cfg)
 	} else {
 		hash = contentHash(d.path, referencedFiles(d.srv.Config()))
 	}
@@ -99,12 +153,6 @@ func (d *daemon) reloadAs(ctx context.Context, trigger string, force bool) bool 
 		return false
 	}
 	d.rs.hash, d.rs.failedHash = hash, ""
-	if rl, ok := d.rs.sender.(*relay.RateLimiter); ok {
-		if s, ok := rl.Next().(*ses.Sender); ok {
-			s.Reconfigure(ses.OptionsFromConfig(&cfg.SES))
-		}
-	}
-	d.applyLimits(ctx, cfg)
 	d.log.Info("configuration reloaded", zap.String("trigger", trigger), zap.String("config", d.path),
 		zap.String("config_hash", hash), zap.Int("tenants", len(cfg.Tenants)))
 	d.notifyReload(true, hash)
@@ -130,11 +178,7 @@ func problemList(err error) []string {
 // "auto" cannot be resolved, the global rate in force stays (none at
 // start) and reloadLoop tries again every minute.
 func (d *daemon) applyLimits(ctx context.Context, cfg *config.Config) {
-	rl, ok := d.rs.sender.(*relay.RateLimiter)
-	if !ok {
-		return
-	}
-	q, _ := rl.Next().(relay.SendQuota)
+	rl, q := d.parts.limiter, d.parts.sendQuota()
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	global, err := relay.ResolveSendRate(cctx, &cfg.SES, q)
@@ -195,7 +239,12 @@ func (d *daemon) reloadLoop(ctx context.Context, hup <-chan os.Signal, w *fsnoti
 				events = nil
 				continue
 			}
-			d.log.Debug("configuration directory changed", zap.String("file", ev.Name), zap.String("op", ev.Op.String()))
+			if !d.uses(ev.Name) {
+				// Not logged either: a log file in the directory would
+				// feed the watcher with its own lines.
+				continue
+			}
+			d.log.Debug("configuration file changed", zap.String("file", ev.Name), zap.String("op", ev.Op.String()))
 			debounce.Reset(d.rs.debounce)
 		case err, ok := <-errs:
 			if !ok {
@@ -222,14 +271,16 @@ func (d *daemon) watch(w *fsnotify.Watcher) {
 	if w == nil {
 		return
 	}
-	want := map[string]bool{}
+	want, files := map[string]bool{}, map[string]bool{}
 	for _, f := range append([]string{d.path}, referencedFiles(d.srv.Config())...) {
 		if abs, err := filepath.Abs(f); err == nil {
 			want[filepath.Dir(abs)] = true
+			files[abs] = true
 		}
 	}
 	d.rs.mu.Lock()
 	defer d.rs.mu.Unlock()
+	d.rs.files = files
 	if d.rs.watched == nil {
 		d.rs.watched = map[string]bool{}
 	}
@@ -249,6 +300,25 @@ func (d *daemon) watch(w *fsnotify.Watcher) {
 		}
 		d.rs.watched[dir] = true
 	}
+}
+
+// uses reports whether a watcher event on name concerns the
+// configuration: the configuration file or a file it points at (an editor
+// or a config management tool replacing it by rename included), or the
+// hidden "..data" entries through which a Kubernetes ConfigMap or Secret
+// volume swaps its files. Events on other files of the same directories
+// (a log file, an editor's swap file) are ignored.
+func (d *daemon) uses(name string) bool {
+	abs, err := filepath.Abs(name)
+	if err != nil {
+		return false
+	}
+	d.rs.mu.Lock()
+	defer d.rs.mu.Unlock()
+	if d.rs.files[abs] {
+		return true
+	}
+	return strings.HasPrefix(filepath.Base(abs), "..") && d.rs.watched[filepath.Dir(abs)]
 }
 
 // referencedFiles are the files cfg was loaded from besides itself.

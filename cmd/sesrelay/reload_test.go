@@ -22,7 +22,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sesrelay/sesrelay/config"
-	"github.com/sesrelay/sesrelay/relay"
 	"github.com/sesrelay/sesrelay/relay/sestest"
 )
 
@@ -340,10 +339,7 @@ func TestReloadRateLimits(t *testing.T) {
 	}
 	writeAtomic(t, path, yaml(stub.URL, 2, "3"))
 	h := startReloadDaemon(t, path)
-	rl, ok := h.d.rs.sender.(*relay.RateLimiter)
-	if !ok {
-		t.Fatalf("serve's sender is %T, not the rate limiter", h.d.rs.sender)
-	}
+	rl := h.d.parts.limiter
 	if l := rl.Limits(); l.Global != 7 || l.Tenants["billing"] != 3 || l.Wait != time.Second {
 		t.Fatalf("limits at start: %+v", l)
 	}

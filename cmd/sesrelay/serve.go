@@ -34,14 +34,42 @@ func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
 	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
 }
 
-// buildSender returns the delivery.sender the configuration names.
-// It is wrapped in the rate limiter, whose limits the daemon sets at start
-// and on every reload (applyLimits). log receives SES region health changes.
-func buildSender(ctx context.Context, cfg *config.Config, log *zap.Logger) (relay.Sender, error) {
-	var base relay.Sender
+// deliveryParts is the sending side, built once at start: the SES sender
+// (nil unless delivery.sender is ses) and the rate limiter in front of the
+// base sender, which is what the relay sends through. Reload and the admin
+// listener use the parts as they are, never by unwrapping the sender.
+type deliveryParts struct {
+	ses     *ses.Sender
+	limiter *relay.RateLimiter
+}
+
+// newDeliveryParts puts the rate limiter in front of base; s is the SES
+// sender when base is (or sends through) one, else nil. The daemon sets
+// the limits at start and on every reload (applyLimits).
+func newDeliveryParts(base relay.Sender, s *ses.Sender) *deliveryParts {
+	return &deliveryParts{ses: s, limiter: relay.RateLimited(base, relay.RateLimits{})}
+}
+
+// sesDelivery is the parts around the SES sender s.
+func sesDelivery(s *ses.Sender) *deliveryParts { return newDeliveryParts(s, s) }
+
+// sender is what the relay sends through.
+func (p *deliveryParts) sender() relay.Sender { return p.limiter }
+
+// sendQuota is what ses.max_send_rate: auto reads; nil without SES.
+func (p *deliveryParts) sendQuota() relay.SendQuota {
+	if p.ses == nil {
+		return nil
+	}
+	return p.ses
+}
+
+// buildDelivery builds the delivery.sender the configuration names. log
+// receives SES region health changes.
+func buildDelivery(ctx context.Context, cfg *config.Config, log *zap.Logger) (*deliveryParts, error) {
 	switch cfg.Delivery.Sender {
 	case config.SenderFile:
-		base = &relay.FileSender{Dir: cfg.Delivery.FileDir}
+		return newDeliveryParts(&relay.FileSender{Dir: cfg.Delivery.FileDir}, nil), nil
 	case config.SenderSES:
 		opts := ses.OptionsFromConfig(&cfg.SES)
 		opts.Logger = log.With(zap.String("component", "ses"))
@@ -49,11 +77,9 @@ func buildSender(ctx context.Context, cfg *config.Config, log *zap.Logger) (rela
 		if err != nil {
 			return nil, err
 		}
-		base = s
-	default:
-		return nil, fmt.Errorf("delivery.sender: unknown sender %q", cfg.Delivery.Sender)
+		return sesDelivery(s), nil
 	}
-	return relay.RateLimited(base, relay.RateLimits{}), nil
+	return nil, fmt.Errorf("delivery.sender: unknown sender %q", cfg.Delivery.Sender)
 }
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, hup <-chan os.Signal) int {

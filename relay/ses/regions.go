@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/sesrelay/sesrelay/relay"
@@ -191,39 +190,4 @@ func (s *Sender) Regions() []RegionStatus {
 		out = append(out, RegionStatus{Region: r, Up: !st.down, Since: st.since})
 	}
 	return out
-}
-
-var regionUpDesc = prometheus.NewDesc("sesrelay_ses_region_up",
-	"1 while a region of ses.regions takes mail, 0 while it is marked down after ses.failover.after consecutive failures.",
-	[]string{"region"}, nil)
-
-func newOpenedCounter() *prometheus.CounterVec {
-	return prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "sesrelay_ses_connections_opened_total",
-		Help: "New HTTP connections (TCP and TLS handshakes) opened for SendEmail calls. Calls should reuse pooled connections: a rate near the call rate means the pool is not working.",
-	}, []string{"region"})
-}
-
-// RegionCollector exports sesrelay_ses_region_up{region} for the regions
-// of ses.regions (no series without the list) and
-// sesrelay_ses_connections_opened_total{region}. It reads the live state at
-// each scrape, so a reload that changes the list changes the series.
-func (s *Sender) RegionCollector() prometheus.Collector { return regionCollector{s} }
-
-type regionCollector struct{ s *Sender }
-
-func (c regionCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- regionUpDesc
-	c.s.opened.Describe(ch)
-}
-
-func (c regionCollector) Collect(ch chan<- prometheus.Metric) {
-	c.s.opened.Collect(ch)
-	for _, r := range c.s.Regions() {
-		v := 0.0
-		if r.Up {
-			v = 1
-		}
-		ch <- prometheus.MustNewConstMetric(regionUpDesc, prometheus.GaugeValue, v, r.Region)
-	}
 }

@@ -171,7 +171,7 @@ func regionUp(t *testing.T, s *Sender) map[string]float64 {
 func senderMetric(t *testing.T, s *Sender, name string) map[string]float64 {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(s.RegionCollector())
+	reg.MustRegister(s.Collector())
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +179,7 @@ func senderMetric(t *testing.T, s *Sender, name string) map[string]float64 {
 	out := map[string]float64{}
 	for _, mf := range mfs {
 		switch mf.GetName() {
-		case "sesrelay_ses_region_up", "sesrelay_ses_connections_opened_total":
+		case "sesrelay_ses_region_up", "sesrelay_ses_connections_opened_total", "sesrelay_ses_request_duration_seconds":
 		default:
 			t.Fatalf("unexpected metric %s", mf.GetName())
 		}

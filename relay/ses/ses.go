@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -108,7 +109,7 @@ type Sender struct {
 
 	health *regionHealth // of Options.Regions (regions.go)
 
-	opened *prometheus.CounterVec // new HTTP connections for SendEmail, by region
+	metrics *metrics
 }
 
 var _ relay.Sender = (*Sender)(nil)
@@ -116,12 +117,10 @@ var _ relay.Sender = (*Sender)(nil)
 // New loads the default AWS credential chain (environment, shared config,
 // web identity / IRSA, instance role) unless opts.AWSConfig is set.
 func New(ctx context.Context, opts Options) (*Sender, error) {
+	opts = withDefaults(opts)
 	httpClient := opts.HTTPClient
 	if httpClient == nil {
 		n := opts.MaxIdleConns
-		if n <= 0 {
-			n = 64
-		}
 		httpClient = awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
 			t.MaxIdleConns = n * 2
 			t.MaxIdleConnsPerHost = n
@@ -146,14 +145,27 @@ func New(ctx context.Context, opts Options) (*Sender, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	s := &Sender{base: base, clients: map[string]*sesv2.Client{}, health: newRegionHealth(log), opened: newOpenedCounter()}
+	s := &Sender{base: base, clients: map[string]*sesv2.Client{}, health: newRegionHealth(log), metrics: newMetrics()}
 	s.setOptions(opts)
 	return s, nil
 }
 
-func (s *Sender) setOptions(o Options) {
+// withDefaults fills the zero fields of o that are configuration keys
+// with config.Defaults (the one place the defaults of ses.* live), for
+// callers that build Options by hand, and the backoff with its defaults.
+func withDefaults(o Options) Options {
+	d := OptionsFromConfig(&defaultSES)
 	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = 3
+		o.MaxAttempts = d.MaxAttempts
+	}
+	if o.MaxIdleConns <= 0 {
+		o.MaxIdleConns = d.MaxIdleConns
+	}
+	if o.FailoverAfter <= 0 {
+		o.FailoverAfter = d.FailoverAfter
+	}
+	if o.ProbeEvery <= 0 {
+		o.ProbeEvery = d.ProbeEvery
 	}
 	if o.BackoffBase <= 0 {
 		o.BackoffBase = DefaultBackoffBase
@@ -161,13 +173,13 @@ func (s *Sender) setOptions(o Options) {
 	if o.BackoffMax <= 0 {
 		o.BackoffMax = DefaultBackoffMax
 	}
-	// The defaults of ses.failover, for callers that build Options by hand.
-	if o.FailoverAfter <= 0 {
-		o.FailoverAfter = 3
-	}
-	if o.ProbeEvery <= 0 {
-		o.ProbeEvery = 30 * time.Second
-	}
+	return o
+}
+
+var defaultSES = config.Defaults().SES
+
+func (s *Sender) setOptions(o Options) {
+	o = withDefaults(o)
 	o.AWSConfig, o.HTTPClient, o.Logger = nil, nil, nil
 	s.opts.Store(&o)
 }
@@ -304,7 +316,8 @@ func Input(req *relay.Request) *sesv2.SendEmailInput {
 // Backoff is exponential with full jitter. A round is not started when
 // its backoff would end past the budget: the last error is returned then.
 // Errors are *relay.SendError carrying the kind of the last failure.
-func (s *Sender) Send(ctx context.Context, req *relay.Request) (*relay.Result, error) {
+func (s *Sender) Send(ctx context.Context, req *relay.Request) (res *relay.Result, err error) {
+	start := time.Now()
 	o := s.opts.Load()
 	if o.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -317,11 +330,15 @@ func (s *Sender) Send(ctx context.Context, req *relay.Request) (*relay.Result, e
 		in.EndpointId = aws.String(rt.endpointID)
 	}
 	region, next := rt.regions[0], 1
+	defer func() { s.metrics.call(cmp.Or(region, o.Region), err, time.Since(start)) }()
 	pinned := false // after an ambiguous failure the message stays where it may be
 	ambiguousRetried := false
 	for attempt, round := 1, 1; ; attempt++ {
-		tr := &attemptTrace{opened: s.opened.WithLabelValues(cmp.Or(region, o.Region))}
+		tr := &attemptTrace{opened: s.metrics.opened.WithLabelValues(cmp.Or(region, o.Region))}
 		out, err := s.Client(region).SendEmail(httptrace.WithClientTrace(ctx, tr.clientTrace()), in)
+		if err == nil {
+			err = acceptance(out)
+		}
 		if err == nil {
 			s.observe(o, rt, region, false)
 			return &relay.Result{MessageID: aws.ToString(out.MessageId), Region: region}, nil
@@ -403,9 +420,39 @@ func (t *attemptTrace) clientTrace() *httptrace.ClientTrace {
 	}
 }
 
+// errNoAcceptance is a 2xx answer that is not an acceptance.
+type errNoAcceptance struct{ reason string }
+
+func (e *errNoAcceptance) Error() string {
+	return "SendEmail answered " + e.reason + ": SES may or may not have queued the message"
+}
+
+// acceptance checks that a SendEmail answer the SDK decoded as a success
+// is one: a non-empty message id, and no x-amzn-ErrorType header. Any
+// HTTP server that answers 200 at the endpoint (a wrong ses.endpoint, an
+// intercepting proxy) decodes as an empty success; a 250 then would make
+// the client discard mail SES never queued.
+func acceptance(out *sesv2.SendEmailOutput) error {
+	if raw, ok := awsmiddleware.GetRawResponse(out.ResultMetadata).(*smithyhttp.Response); ok {
+		if t := raw.Header.Get("X-Amzn-Errortype"); t != "" {
+			return &errNoAcceptance{fmt.Sprintf("HTTP %d with x-amzn-ErrorType %q", raw.StatusCode, t)}
+		}
+	}
+	if aws.ToString(out.MessageId) == "" {
+		return &errNoAcceptance{"with no MessageId"}
+	}
+	return nil
+}
+
 // classifyAttempt says what a failed attempt was and whether another
 // attempt may follow.
 func classifyAttempt(ctx context.Context, err error, tr *attemptTrace) (relay.Kind, bool) {
+	var na *errNoAcceptance
+	if errors.As(err, &na) {
+		// Something answered 2xx: SES may have taken the message. Never
+		// retried, here or in another region.
+		return relay.KindAmbiguous, false
+	}
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) && re.HTTPStatusCode() > 0 {
 		// SES answered.
@@ -415,7 +462,7 @@ func classifyAttempt(ctx context.Context, err error, tr *attemptTrace) (relay.Ki
 			// sent. Not retried.
 			return relay.KindAmbiguous, false
 		}
-		kind := relay.Classify(err)
+		kind := classify(err)
 		switch {
 		case kind == relay.KindThrottled:
 			// A daily quota does not come back within the budget.
@@ -440,7 +487,7 @@ func classifyAttempt(ctx context.Context, err error, tr *attemptTrace) (relay.Ki
 		return relay.KindTransient, true
 	}
 	// Nothing was sent (signing, credentials, serialization): final.
-	return relay.Classify(err), false
+	return classify(err), false
 }
 
 // MaxSendRate returns the account's SES sending rate (recipients per

@@ -5,6 +5,7 @@
 package sestest
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -41,6 +42,10 @@ type Reply struct {
 	// Drop closes the connection without answering (after reading the
 	// request: an ambiguous failure).
 	Drop bool
+	// NoMessageID answers 200 with an empty JSON object: what any HTTP
+	// server in the wrong place (a wrong endpoint, an intercepting proxy)
+	// may say. Not recorded as accepted.
+	NoMessageID bool
 }
 
 // Server is the stand-in. Respond, if set, decides each reply from the
@@ -146,8 +151,14 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		}
 		panic(http.ErrAbortHandler)
 	}
-	if rep.Status != 0 && rep.Status != 200 {
-		writeError(w, rep.Status, rep.ErrorType, rep.Message)
+	if (rep.Status != 0 && rep.Status != 200) || rep.ErrorType != "" {
+		// Status 200 with an ErrorType is an error with a success status.
+		writeError(w, cmp.Or(rep.Status, 200), rep.ErrorType, rep.Message)
+		return
+	}
+	if rep.NoMessageID {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{}`)
 		return
 	}
 	s.mu.Lock()
