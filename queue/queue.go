@@ -280,7 +280,7 @@ func (q *Queue) Enqueue(m *Message) (*Entry, error) {
 		q.unreserve(e.Tenant, e.Size)
 		q.m.writeErrors.Inc()
 		q.log.Error("queue write failed", zap.String("tenant", e.Tenant), zap.Error(err))
-		return nil, fmt.Errorf("%w: %v", ErrWrite, err)
+		return nil, fmt.Errorf("%w: %w", ErrWrite, err)
 	}
 	q.mu.Lock()
 	q.items[e.ID] = &item{e: e.withoutData()}
@@ -536,7 +536,7 @@ func (q *Queue) update(e *Entry) error {
 	q.mu.Unlock()
 	if err != nil {
 		q.m.writeErrors.Inc()
-		return fmt.Errorf("%w: %v", ErrWrite, err)
+		return fmt.Errorf("%w: %w", ErrWrite, err)
 	}
 	return nil
 }
@@ -554,7 +554,7 @@ func (q *Queue) move(e *Entry) error {
 	if err != nil {
 		os.Remove(q.path(e.Dead, e.ID, dataSuffix))
 		q.m.writeErrors.Inc()
-		return fmt.Errorf("%w: %v", ErrWrite, err)
+		return fmt.Errorf("%w: %w", ErrWrite, err)
 	}
 	q.removeFiles(from, e.ID)
 	q.mu.Lock()
@@ -697,7 +697,7 @@ func (q *Queue) Delete(id string) error {
 	if err := q.removeFiles(e.Dead, id); err != nil {
 		q.release(id)
 		q.m.writeErrors.Inc()
-		return fmt.Errorf("%w: %v", ErrWrite, err)
+		return fmt.Errorf("%w: %w", ErrWrite, err)
 	}
 	q.forget(e)
 	return nil
@@ -763,7 +763,7 @@ func (q *Queue) Check() error {
 	err := q.writeDurable(p, []byte("ok\n"))
 	os.Remove(p)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrWrite, err)
+		return fmt.Errorf("%w: %w", ErrWrite, err)
 	}
 	return nil
 }
