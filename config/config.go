@@ -21,6 +21,7 @@ type Config struct {
 	SES      SES      `mapstructure:"ses"`
 	Auth     Auth     `mapstructure:"auth"`
 	Tenants  []Tenant `mapstructure:"tenants"`
+	Queue    Queue    `mapstructure:"queue"`
 
 	// Path is the file the configuration was read from ("" for the
 	// embedded default). It is not a key.
@@ -96,6 +97,8 @@ type Delivery struct {
 	// recipient (per-recipient unsubscribe tokens).
 	RetryMemoryTTL time.Duration `mapstructure:"retry_memory_ttl"`
 	RetryMemoryMax int           `mapstructure:"retry_memory_max"`
+	// Mode is the delivery mode of tenants that set none (docs/queue.md).
+	Mode string `mapstructure:"mode"`
 }
 
 // Delivery senders.
@@ -158,6 +161,9 @@ type Tenant struct {
 	DKIMRequired             bool              `mapstructure:"dkim_required"`
 	MaxSendRate              float64           `mapstructure:"max_send_rate"`
 	MaxConnections           int               `mapstructure:"max_connections"`
+	// DeliveryMode overrides delivery.mode for this tenant ("" inherits).
+	DeliveryMode string      `mapstructure:"delivery_mode"`
+	Queue        TenantQueue `mapstructure:"queue"`
 }
 
 // From policies.

@@ -44,7 +44,7 @@ func Defaults() Config {
 			TLS:                 TLS{MinVersion: "1.2"},
 		},
 		Log:      Log{Level: "info", Format: "json"},
-		Delivery: Delivery{Sender: SenderSES, FileDir: "./outbox", RetryMemoryTTL: 24 * time.Hour, RetryMemoryMax: 100000},
+		Delivery: Delivery{Sender: SenderSES, FileDir: "./outbox", RetryMemoryTTL: 24 * time.Hour, RetryMemoryMax: 100000, Mode: ModeDirect},
 		SES: SES{
 			Region:         "us-east-1",
 			Timeout:        60 * time.Second,
@@ -55,6 +55,7 @@ func Defaults() Config {
 			MaxIdleConns:   64,
 			Failover:       Failover{After: 3, ProbeEvery: 30 * time.Second},
 		},
+		Queue: DefaultQueue(),
 		Auth: Auth{
 			MaxFailuresPerConnection: 3,
 			MaxFailures:              10,

@@ -86,6 +86,7 @@ func (c *Config) Validate() error {
 	c.validateSES(p)
 	c.validateAuth(p)
 	c.validateTenants(p)
+	c.validateQueue(p)
 	if len(p.list) > 0 {
 		return &Errors{List: p.list}
 	}
