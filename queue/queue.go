@@ -264,13 +264,13 @@ func (q *Queue) Enqueue(m *Message) (*Entry, error) {
 		e.body = []byte{}
 	}
 
-	if err := q.reserve(e.Tenant, e.Size); err != nil {
+	err := q.reserve(e.Tenant, e.Size)
+	if err != nil {
 		return nil, err
 	}
-	e.ID = q.newID()
-	if !idRE.MatchString(e.ID) {
+	if e.ID, err = q.freshID(); err != nil {
 		q.unreserve(e.Tenant, e.Size)
-		return nil, fmt.Errorf("queue: bad generated id %q", e.ID)
+		return nil, err
 	}
 	meta, err := json.Marshal(e)
 	if err == nil {
@@ -288,6 +288,26 @@ func (q *Queue) Enqueue(m *Message) (*Entry, error) {
 	q.m.enqueued.WithLabelValues(e.Tenant).Inc()
 	q.poke()
 	return e.clone(), nil
+}
+
+// freshID returns a well-formed id no entry has: the rename into active/
+// must never replace an entry.
+func (q *Queue) freshID() (string, error) {
+	for range 10 {
+		id := q.newID()
+		if !idRE.MatchString(id) {
+			return "", fmt.Errorf("queue: bad generated id %q", id)
+		}
+		q.mu.Lock()
+		_, taken := q.items[id]
+		q.mu.Unlock()
+		if !taken {
+			if _, err := os.Lstat(q.path(false, id, dataSuffix)); errors.Is(err, os.ErrNotExist) {
+				return id, nil
+			}
+		}
+	}
+	return "", errors.New("queue: no unused id after 10 tries")
 }
 
 // writeEntry writes the data file, then the meta file (whose presence

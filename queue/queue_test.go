@@ -606,3 +606,23 @@ func TestNewIDSortsByTime(t *testing.T) {
 		t.Errorf("ids %q then %q", a, b)
 	}
 }
+
+// TestEnqueueNeverReusesAnID: an id generator that repeats itself must
+// not make an Enqueue replace an entry.
+func TestEnqueueNeverReusesAnID(t *testing.T) {
+	q := openTest(t, t.TempDir(), Options{NewID: func() string { return "same" }})
+	a, err := q.Enqueue(testMessage("acme", "a@x.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Enqueue(testMessage("acme", "b@x.example")); err == nil {
+		t.Fatal("second Enqueue with the same id succeeded")
+	}
+	s, err := q.Show(a.ID)
+	if err != nil || s.Recipients()[0] != "a@x.example" {
+		t.Errorf("first entry after the collision: %v %v", s, err)
+	}
+	if n, _ := q.Usage(""); n != 1 {
+		t.Errorf("usage %d", n)
+	}
+}

@@ -374,6 +374,7 @@ func (r *Runner) retryLater(e *Entry, cause error, log *zap.Logger) {
 	}
 	log.Info("queue delivery deferred", zap.Int("attempts", e.Attempts), zap.Time("next_attempt", e.NextAttempt), zap.Error(cause))
 	q.release(e.ID)
+	q.poke() // the dispatcher may sleep past the new next attempt
 }
 
 func (r *Runner) failPending(e *Entry, status, msg string) {

@@ -299,3 +299,26 @@ func TestDefaultClassify(t *testing.T) {
 		t.Errorf("transient: %v %q", p, s)
 	}
 }
+
+// TestRetryAfterShortBackoff: the dispatcher, asleep while the only entry
+// was being delivered, wakes for the retry at min_backoff, not a minute
+// later.
+func TestRetryAfterShortBackoff(t *testing.T) {
+	q := openTest(t, t.TempDir(), Options{})
+	q.Enqueue(testMessage("acme", "a@x.example"))
+	n := 0
+	var mu sync.Mutex
+	ses := &fakeSES{Err: func(*Entry, int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if n++; n == 1 {
+			return errors.New("throttled")
+		}
+		return nil
+	}}
+	startRunner(t, q, RunnerOptions{Deliverer: ses, MinBackoff: 20 * time.Millisecond})
+	waitFor(t, "delivery on the second attempt", func() bool { c, _ := q.Usage(""); return c == 0 })
+	if len(ses.calls()) != 2 {
+		t.Errorf("calls %v", ses.calls())
+	}
+}
