@@ -28,7 +28,7 @@ func Defaults() Config {
 			TLS:                 TLS{MinVersion: "1.2"},
 		},
 		Log:      Log{Level: "info", Format: "json"},
-		Delivery: Delivery{Sender: SenderSES, FileDir: "./outbox", RetryMemoryTTL: 24 * time.Hour, RetryMemoryMax: 100000},
+		Delivery: Delivery{Sender: SenderSES, FileDir: "./outbox", RetryMemoryTTL: 24 * time.Hour, RetryMemoryMax: 100000, Mode: ModeDirect},
 		SES: SES{
 			Region:         "us-east-1",
 			Timeout:        60 * time.Second,
@@ -39,6 +39,7 @@ func Defaults() Config {
 			MaxIdleConns:   64,
 			Failover:       Failover{After: 3, ProbeEvery: 30 * time.Second},
 		},
+		Queue: DefaultQueue(),
 		Auth: Auth{
 			MaxFailuresPerConnection: 3,
 			MaxFailures:              10,
@@ -79,6 +80,7 @@ type Config struct {
 	SES      SES      `mapstructure:"ses"`
 	Auth     Auth     `mapstructure:"auth"`
 	Tenants  []Tenant `mapstructure:"tenants"`
+	Queue    Queue    `mapstructure:"queue"`
 
 	// Path is the file the configuration was read from ("" for the
 	// embedded default). It is not a key.
@@ -160,6 +162,8 @@ type Delivery struct {
 	// recipient (per-recipient unsubscribe tokens).
 	RetryMemoryTTL time.Duration `mapstructure:"retry_memory_ttl"`
 	RetryMemoryMax int           `mapstructure:"retry_memory_max"`
+	// Mode is the delivery mode of tenants that set none (docs/queue.md).
+	Mode string `mapstructure:"mode"`
 }
 
 // Delivery senders.
@@ -222,6 +226,9 @@ type Tenant struct {
 	DKIMRequired             bool              `mapstructure:"dkim_required"`
 	MaxSendRate              float64           `mapstructure:"max_send_rate"`
 	MaxConnections           int               `mapstructure:"max_connections"`
+	// DeliveryMode overrides delivery.mode for this tenant ("" inherits).
+	DeliveryMode string      `mapstructure:"delivery_mode"`
+	Queue        TenantQueue `mapstructure:"queue"`
 }
 
 // From policies.

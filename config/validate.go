@@ -94,6 +94,7 @@ func (c *Config) validate(p *problems) {
 	c.validateSES(p)
 	c.validateAuth(p)
 	c.validateTenants(p)
+	c.validateQueue(p)
 }
 
 // normalize puts every domain key in its canonical form (NormalizeDomain):

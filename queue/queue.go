@@ -1,0 +1,815 @@
+package queue
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// Errors callers tell apart with errors.Is.
+var (
+	// ErrFull: a global or per-tenant limit would be exceeded; the
+	// message was not queued (SMTP 452 4.3.1).
+	ErrFull = errors.New("queue full")
+	// ErrWrite: the file system refused a write (ENOSPC, EIO, read-only,
+	// permissions); the message was not queued and nothing of it is left
+	// visible (SMTP 452 4.3.1).
+	ErrWrite = errors.New("queue write failed")
+	// ErrLocked: another process holds the queue directory.
+	ErrLocked = errors.New("queue directory in use")
+	// ErrNotFound: no entry has this id.
+	ErrNotFound = errors.New("no such queue entry")
+	// ErrBusy: the entry is being delivered right now.
+	ErrBusy = errors.New("queue entry is being delivered")
+	// ErrClosed: the queue was closed.
+	ErrClosed = errors.New("queue closed")
+)
+
+// Limits bound the active entries (dead ones are not counted). Zero means
+// no limit.
+type Limits struct {
+	MaxBytes    int64
+	MaxMessages int
+}
+
+// Options configure a Queue. The zero value is usable.
+type Options struct {
+	// Limits apply to all tenants together, TenantLimits to each named
+	// tenant alone (a tenant not named has no limit of its own).
+	Limits       Limits
+	TenantLimits map[string]Limits
+
+	// Registerer receives the queue metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+	Logger     *zap.Logger
+
+	// Now and NewID default to time.Now and a time-ordered random id.
+	Now   func() time.Time
+	NewID func() string
+
+	// fault, in tests, makes a file-system step fail.
+	fault func(op writeOp, path string) error
+}
+
+// Message is what Enqueue stores: one accepted message, its body once,
+// and per SES request its recipients and header block.
+type Message struct {
+	Tenant   string
+	Sender   string // envelope sender, "" for <>
+	SES      SES
+	Requests []Request // Recipients and Header; the state fields are ignored
+	Body     []byte
+	// Created defaults to now.
+	Created time.Time
+}
+
+// Queue is a directory of entries that survives crashes. Only one
+// process may open a directory at a time (an flock on dir/lock). All
+// methods are safe for concurrent use.
+type Queue struct {
+	dir   string
+	log   *zap.Logger
+	now   func() time.Time
+	newID func() string
+	fault func(op writeOp, path string) error
+	m     *metrics
+	lock  *os.File
+
+	mu           sync.Mutex
+	closed       bool
+	limits       Limits
+	tenantLimits map[string]Limits
+	items        map[string]*item
+	usage        map[string]*usage // active entries per tenant
+	total        usage
+	dead         map[string]int // dead entries per tenant
+	wake         chan struct{}
+}
+
+type item struct {
+	e    *Entry // without data; replaced, never modified, after each write
+	busy bool   // claimed by a delivery worker
+}
+
+type usage struct {
+	messages int
+	bytes    int64
+}
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9]{1,64}$`)
+
+// Open opens (creating it if needed) the queue in dir, takes its lock,
+// deletes the temporary files a crash left in incoming/ and loads the
+// entries of active/ and dead/. A half-written entry is removed.
+func Open(dir string, o Options) (*Queue, error) {
+	if dir == "" {
+		return nil, errors.New("queue: no directory")
+	}
+	for _, d := range []string{dir, filepath.Join(dir, incomingDir), filepath.Join(dir, activeDir), filepath.Join(dir, deadDir)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("queue: %w", err)
+		}
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	q := &Queue{
+		dir:          dir,
+		log:          o.Logger,
+		now:          o.Now,
+		newID:        o.NewID,
+		fault:        o.fault,
+		lock:         lock,
+		limits:       o.Limits,
+		tenantLimits: o.TenantLimits,
+		items:        map[string]*item{},
+		usage:        map[string]*usage{},
+		dead:         map[string]int{},
+		wake:         make(chan struct{}, 1),
+	}
+	if q.log == nil {
+		q.log = zap.NewNop()
+	}
+	if q.now == nil {
+		q.now = time.Now
+	}
+	if q.newID == nil {
+		q.newID = newID
+	}
+	if q.m, err = newMetrics(q, o.Registerer); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("queue: metrics: %w", err)
+	}
+	if err := q.load(); err != nil {
+		q.m.unregister()
+		lock.Close()
+		return nil, err
+	}
+	return q, nil
+}
+
+// Close releases the lock. Stop the Runner first.
+func (q *Queue) Close() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return nil
+	}
+	q.closed = true
+	q.m.unregister()
+	return q.lock.Close()
+}
+
+// Dir is the queue directory.
+func (q *Queue) Dir() string { return q.dir }
+
+// SetLimits replaces the limits (a configuration reload). Entries already
+// queued stay even when they exceed the new limits.
+func (q *Queue) SetLimits(global Limits, tenants map[string]Limits) {
+	q.mu.Lock()
+	q.limits, q.tenantLimits = global, tenants
+	q.mu.Unlock()
+}
+
+// newID is 12 hex digits of milliseconds since the epoch then 10 random
+// hex digits: ids sort by arrival, and two ids of one millisecond collide
+// with odds of one in 2^40.
+func newID() string {
+	var b [11]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixMilli())<<16)
+	rand.Read(b[6:])
+	return hex.EncodeToString(b[:])
+}
+
+func (q *Queue) path(dead bool, id, suffix string) string {
+	d := activeDir
+	if dead {
+		d = deadDir
+	}
+	return filepath.Join(q.dir, d, id+suffix)
+}
+
+func (q *Queue) dirOf(dead bool) string {
+	if dead {
+		return filepath.Join(q.dir, deadDir)
+	}
+	return filepath.Join(q.dir, activeDir)
+}
+
+// Enqueue stores m durably: when it returns nil, the data and meta files
+// are written, fsynced, renamed into active/ and active/ is fsynced, so
+// the message survives a crash or a power loss and the caller may answer
+// 250. The error wraps ErrFull or ErrWrite (nothing was stored) or
+// describes a malformed Message. The returned entry has its data.
+func (q *Queue) Enqueue(m *Message) (*Entry, error) {
+	if m.Tenant == "" {
+		return nil, errors.New("queue: message without tenant")
+	}
+	if len(m.Requests) == 0 {
+		return nil, errors.New("queue: message without requests")
+	}
+	now := q.now()
+	e := &Entry{
+		Tenant:      m.Tenant,
+		Sender:      m.Sender,
+		SES:         m.SES,
+		Created:     m.Created,
+		Queued:      now,
+		NextAttempt: now,
+		Version:     metaVersion,
+		Seq:         1,
+		BodySize:    int64(len(m.Body)),
+	}
+	e.SES.Tags = slices.Clone(m.SES.Tags)
+	if e.Created.IsZero() {
+		e.Created = now
+	}
+	h := sha256.New()
+	chunks := make([][]byte, 0, len(m.Requests)+1)
+	for i, r := range m.Requests {
+		if len(r.Recipients) == 0 {
+			return nil, fmt.Errorf("queue: request %d has no recipients", i)
+		}
+		e.Requests = append(e.Requests, Request{
+			Recipients: slices.Clone(r.Recipients),
+			Header:     r.Header,
+			State:      Pending,
+			HeaderSize: int64(len(r.Header)),
+		})
+		chunks = append(chunks, r.Header)
+		h.Write(r.Header)
+		e.Size += int64(len(r.Header))
+	}
+	chunks = append(chunks, m.Body)
+	h.Write(m.Body)
+	e.Size += int64(len(m.Body))
+	e.SHA256 = hex.EncodeToString(h.Sum(nil))
+	e.body = m.Body
+	if e.body == nil {
+		e.body = []byte{}
+	}
+
+	err := q.reserve(e.Tenant, e.Size)
+	if err != nil {
+		return nil, err
+	}
+	if e.ID, err = q.freshID(); err != nil {
+		q.unreserve(e.Tenant, e.Size)
+		return nil, err
+	}
+	meta, err := json.Marshal(e)
+	if err == nil {
+		err = q.writeEntry(e, meta, chunks)
+	}
+	if err != nil {
+		q.unreserve(e.Tenant, e.Size)
+		q.m.writeErrors.Inc()
+		q.log.Error("queue write failed", zap.String("tenant", e.Tenant), zap.Error(err))
+		return nil, fmt.Errorf("%w: %w", ErrWrite, err)
+	}
+	q.mu.Lock()
+	q.items[e.ID] = &item{e: e.withoutData()}
+	q.mu.Unlock()
+	q.m.enqueued.WithLabelValues(e.Tenant).Inc()
+	q.poke()
+	return e.clone(), nil
+}
+
+// freshID returns a well-formed id no entry has: the rename into active/
+// must never replace an entry.
+func (q *Queue) freshID() (string, error) {
+	for range 10 {
+		id := q.newID()
+		if !idRE.MatchString(id) {
+			return "", fmt.Errorf("queue: bad generated id %q", id)
+		}
+		q.mu.Lock()
+		_, taken := q.items[id]
+		q.mu.Unlock()
+		if !taken {
+			if _, err := os.Lstat(q.path(false, id, dataSuffix)); errors.Is(err, os.ErrNotExist) {
+				return id, nil
+			}
+		}
+	}
+	return "", errors.New("queue: no unused id after 10 tries")
+}
+
+// writeEntry writes the data file, then the meta file (whose presence
+// makes the entry exist), then fsyncs active/. On failure it removes both.
+func (q *Queue) writeEntry(e *Entry, meta []byte, chunks [][]byte) error {
+	data, mp := q.path(false, e.ID, dataSuffix), q.path(false, e.ID, metaSuffix)
+	err := q.writeDurable(data, chunks...)
+	if err == nil {
+		err = q.writeDurable(mp, meta)
+	}
+	if err == nil {
+		err = q.syncDir(q.dirOf(false))
+	}
+	if err != nil {
+		os.Remove(mp)
+		os.Remove(data)
+	}
+	return err
+}
+
+// reserve counts size bytes and one message for tenant, or returns an
+// ErrFull error naming the limit.
+func (q *Queue) reserve(tenant string, size int64) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return ErrClosed
+	}
+	u := q.usage[tenant]
+	if u == nil {
+		u = &usage{}
+		q.usage[tenant] = u
+	}
+	check := func(scope string, l Limits, u *usage) error {
+		if l.MaxMessages > 0 && u.messages+1 > l.MaxMessages {
+			return fmt.Errorf("%w: %s max_messages %d reached", ErrFull, scope, l.MaxMessages)
+		}
+		if l.MaxBytes > 0 && u.bytes+size > l.MaxBytes {
+			return fmt.Errorf("%w: %s max_bytes %d would be exceeded (%d queued, message %d)", ErrFull, scope, l.MaxBytes, u.bytes, size)
+		}
+		return nil
+	}
+	if err := check("queue", q.limits, &q.total); err != nil {
+		q.m.full.WithLabelValues(tenant, "global").Inc()
+		return err
+	}
+	if err := check("tenant "+tenant, q.tenantLimits[tenant], u); err != nil {
+		q.m.full.WithLabelValues(tenant, "tenant").Inc()
+		return err
+	}
+	q.addUsageLocked(tenant, 1, size)
+	return nil
+}
+
+func (q *Queue) unreserve(tenant string, size int64) {
+	q.mu.Lock()
+	q.addUsageLocked(tenant, -1, -size)
+	q.mu.Unlock()
+}
+
+func (q *Queue) addUsageLocked(tenant string, n int, size int64) {
+	u := q.usage[tenant]
+	if u == nil {
+		u = &usage{}
+		q.usage[tenant] = u
+	}
+	u.messages += n
+	u.bytes += size
+	q.total.messages += n
+	q.total.bytes += size
+	q.m.messages.WithLabelValues(tenant).Set(float64(u.messages))
+	q.m.bytes.WithLabelValues(tenant).Set(float64(u.bytes))
+}
+
+func (q *Queue) addDeadLocked(tenant string, n int) {
+	q.dead[tenant] += n
+	q.m.deadEntries.WithLabelValues(tenant).Set(float64(q.dead[tenant]))
+}
+
+// poke wakes the Runner's dispatcher.
+func (q *Queue) poke() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// load rebuilds the index from the directory. Rules, in the order writes
+// happen (data, then meta, then a directory fsync):
+//   - incoming/ holds only temporary files: all are removed;
+//   - a data file without its meta file, or a meta file without its data
+//     file, is an Enqueue that never returned: removed;
+//   - an entry complete in both active/ and dead/ is an interrupted move:
+//     the copy with the higher Seq wins, the other is removed;
+//   - a meta file that does not parse, or whose data file has the wrong
+//     size, is left in place, logged and skipped (never sent, never
+//     deleted: an operator looks at it).
+func (q *Queue) load() error {
+	inc := filepath.Join(q.dir, incomingDir)
+	names, err := readDirNames(inc)
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	for _, n := range names {
+		os.Remove(filepath.Join(inc, n))
+	}
+	found := map[string][2]*Entry{}
+	for _, dead := range []bool{false, true} {
+		dir := q.dirOf(dead)
+		names, err := readDirNames(dir)
+		if err != nil {
+			return fmt.Errorf("queue: %w", err)
+		}
+		metas, datas := map[string]bool{}, map[string]bool{}
+		for _, n := range names {
+			if id, ok := strings.CutSuffix(n, metaSuffix); ok && idRE.MatchString(id) {
+				metas[id] = true
+			} else if id, ok := strings.CutSuffix(n, dataSuffix); ok && idRE.MatchString(id) {
+				datas[id] = true
+			}
+		}
+		for id := range datas {
+			if !metas[id] {
+				os.Remove(filepath.Join(dir, id+dataSuffix))
+			}
+		}
+		for id := range metas {
+			if !datas[id] {
+				os.Remove(filepath.Join(dir, id+metaSuffix))
+				continue
+			}
+			e, err := q.readMeta(dead, id)
+			if err != nil {
+				q.log.Error("queue entry unreadable, skipped", zap.String("id", id), zap.Error(err))
+				continue
+			}
+			pair := found[id]
+			if dead {
+				pair[1] = e
+			} else {
+				pair[0] = e
+			}
+			found[id] = pair
+		}
+	}
+	for id, pair := range found {
+		e := pair[0]
+		if pair[0] != nil && pair[1] != nil {
+			loser := pair[0]
+			e = pair[1]
+			if pair[0].Seq > pair[1].Seq {
+				loser, e = pair[1], pair[0]
+			}
+			os.Remove(q.path(loser.Dead, id, metaSuffix))
+			os.Remove(q.path(loser.Dead, id, dataSuffix))
+		}
+		q.items[id] = &item{e: e}
+		if e.Dead {
+			q.addDeadLocked(e.Tenant, 1)
+		} else {
+			q.addUsageLocked(e.Tenant, 1, e.Size)
+		}
+	}
+	for _, dead := range []bool{false, true} {
+		if err := q.syncDir(q.dirOf(dead)); err != nil {
+			return fmt.Errorf("queue: %w", err)
+		}
+	}
+	return nil
+}
+
+func readDirNames(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(ents))
+	for i, e := range ents {
+		names[i] = e.Name()
+	}
+	return names, nil
+}
+
+func (q *Queue) readMeta(dead bool, id string) (*Entry, error) {
+	b, err := os.ReadFile(q.path(dead, id, metaSuffix))
+	if err != nil {
+		return nil, err
+	}
+	e := &Entry{}
+	if err := json.Unmarshal(b, e); err != nil {
+		return nil, fmt.Errorf("meta file: %w", err)
+	}
+	if e.ID != id || e.Dead != dead || e.Version != metaVersion {
+		return nil, fmt.Errorf("meta file: id %q, dead %v, version %d do not match its place", e.ID, e.Dead, e.Version)
+	}
+	st, err := os.Stat(q.path(dead, id, dataSuffix))
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() != e.Size {
+		return nil, fmt.Errorf("data file has %d bytes, meta says %d", st.Size(), e.Size)
+	}
+	return e, nil
+}
+
+// readData loads e's data file into e and checks its digest.
+func (q *Queue) readData(e *Entry) error {
+	b, err := os.ReadFile(q.path(e.Dead, e.ID, dataSuffix))
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(b)
+	if hex.EncodeToString(sum[:]) != e.SHA256 {
+		return fmt.Errorf("data file of %s does not match its sha256", e.ID)
+	}
+	if !e.splitData(b) {
+		return fmt.Errorf("data file of %s does not match its header and body sizes", e.ID)
+	}
+	return nil
+}
+
+// writeMeta replaces e's meta file in its directory (Seq grows) and
+// fsyncs the directory.
+func (q *Queue) writeMeta(e *Entry) error {
+	e.Seq++
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	if err := q.writeDurable(q.path(e.Dead, e.ID, metaSuffix), b); err != nil {
+		return err
+	}
+	return q.syncDir(q.dirOf(e.Dead))
+}
+
+// update persists e (a clone of an active or dead entry) and makes it the
+// indexed version, even when the write fails: the index holds what is
+// true (a request SES accepted is never resent by this process), the
+// disk catches up with the next successful write.
+func (q *Queue) update(e *Entry) error {
+	err := q.writeMeta(e)
+	q.mu.Lock()
+	if it := q.items[e.ID]; it != nil {
+		it.e = e.withoutData()
+	}
+	q.mu.Unlock()
+	if err != nil {
+		q.m.writeErrors.Inc()
+		return fmt.Errorf("%w: %w", ErrWrite, err)
+	}
+	return nil
+}
+
+// move puts e (a clone, Dead already set to the destination) into the
+// other directory: link the data file, write the meta file there, then
+// remove the old pair. Interrupted at any point, load keeps exactly one
+// complete copy.
+func (q *Queue) move(e *Entry) error {
+	from := !e.Dead
+	err := q.link(q.path(from, e.ID, dataSuffix), q.path(e.Dead, e.ID, dataSuffix))
+	if err == nil {
+		err = q.writeMeta(e)
+	}
+	if err != nil {
+		os.Remove(q.path(e.Dead, e.ID, dataSuffix))
+		q.m.writeErrors.Inc()
+		return fmt.Errorf("%w: %w", ErrWrite, err)
+	}
+	q.removeFiles(from, e.ID)
+	q.mu.Lock()
+	if it := q.items[e.ID]; it != nil {
+		it.e = e.withoutData()
+	}
+	if e.Dead {
+		q.addUsageLocked(e.Tenant, -1, -e.Size)
+		q.addDeadLocked(e.Tenant, 1)
+	} else {
+		q.addDeadLocked(e.Tenant, -1)
+		q.addUsageLocked(e.Tenant, 1, e.Size)
+	}
+	q.mu.Unlock()
+	return nil
+}
+
+// removeFiles deletes an entry's meta file (the entry is gone from then
+// on), then its data file, then fsyncs the directory. A failure leaves at
+// worst a data file without meta, which load removes.
+func (q *Queue) removeFiles(dead bool, id string) error {
+	err := os.Remove(q.path(dead, id, metaSuffix))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	os.Remove(q.path(dead, id, dataSuffix))
+	return q.syncDir(q.dirOf(dead))
+}
+
+// forget drops a removed entry from the index and the counts.
+func (q *Queue) forget(e *Entry) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if _, ok := q.items[e.ID]; !ok {
+		return
+	}
+	delete(q.items, e.ID)
+	if e.Dead {
+		q.addDeadLocked(e.Tenant, -1)
+	} else {
+		q.addUsageLocked(e.Tenant, -1, -e.Size)
+	}
+}
+
+// List returns the entries of tenant ("" for all), active and dead,
+// oldest first, without their data.
+func (q *Queue) List(tenant string) []*Entry {
+	q.mu.Lock()
+	out := make([]*Entry, 0, len(q.items))
+	for _, it := range q.items {
+		if tenant == "" || it.e.Tenant == tenant {
+			out = append(out, it.e.clone())
+		}
+	}
+	q.mu.Unlock()
+	slices.SortFunc(out, func(a, b *Entry) int {
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+// Show returns entry id with its header blocks and body.
+func (q *Queue) Show(id string) (*Entry, error) {
+	q.mu.Lock()
+	it := q.items[id]
+	var e *Entry
+	if it != nil {
+		e = it.e.clone()
+	}
+	q.mu.Unlock()
+	if e == nil {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	if err := q.readData(e); err != nil {
+		return e, fmt.Errorf("queue: %w", err)
+	}
+	return e, nil
+}
+
+// Retry makes an active entry due now ("send now"). An entry being
+// delivered is left alone.
+func (q *Queue) Retry(id string) error {
+	q.mu.Lock()
+	it := q.items[id]
+	if it == nil {
+		q.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	if it.e.Dead {
+		q.mu.Unlock()
+		return fmt.Errorf("queue: %s is dead: requeue it", id)
+	}
+	if it.busy {
+		q.mu.Unlock()
+		return nil
+	}
+	e := it.e.clone()
+	it.busy = true // keeps workers off while the meta file is written
+	q.mu.Unlock()
+	e.NextAttempt = q.now()
+	err := q.update(e)
+	q.release(id)
+	q.poke()
+	return err
+}
+
+// RetryAll makes every active entry due now and returns how many.
+func (q *Queue) RetryAll() (int, error) {
+	q.mu.Lock()
+	var ids []string
+	for id, it := range q.items {
+		if !it.e.Dead {
+			ids = append(ids, id)
+		}
+	}
+	q.mu.Unlock()
+	n := 0
+	for _, id := range ids {
+		err := q.Retry(id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// Delete removes an active or dead entry for good, without a DSN.
+func (q *Queue) Delete(id string) error {
+	e, err := q.claim(id)
+	if err != nil {
+		return err
+	}
+	if err := q.removeFiles(e.Dead, id); err != nil {
+		q.release(id)
+		q.m.writeErrors.Inc()
+		return fmt.Errorf("%w: %w", ErrWrite, err)
+	}
+	q.forget(e)
+	return nil
+}
+
+// Requeue moves a dead entry back to active/, due now: its failed
+// requests become pending again (accepted ones are never resent), its
+// attempts restart from zero and max_age counts from now.
+func (q *Queue) Requeue(id string) error {
+	e, err := q.claim(id)
+	if err != nil {
+		return err
+	}
+	defer q.release(id)
+	if !e.Dead {
+		return fmt.Errorf("queue: %s is not dead", id)
+	}
+	now := q.now()
+	e.Dead, e.DeadReason, e.DeadAt = false, "", time.Time{}
+	e.Attempts, e.Queued, e.NextAttempt = 0, now, now
+	for i := range e.Requests {
+		if e.Requests[i].State == Failed {
+			e.Requests[i].State, e.Requests[i].Status, e.Requests[i].Error = Pending, "", ""
+		}
+	}
+	if err := q.move(e); err != nil {
+		return err
+	}
+	q.poke()
+	return nil
+}
+
+// claim marks id busy and returns a clone of its entry.
+func (q *Queue) claim(id string) (*Entry, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return nil, ErrClosed
+	}
+	it := q.items[id]
+	if it == nil {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	if it.busy {
+		return nil, fmt.Errorf("%w: %s", ErrBusy, id)
+	}
+	it.busy = true
+	return it.e.clone(), nil
+}
+
+func (q *Queue) release(id string) {
+	q.mu.Lock()
+	if it := q.items[id]; it != nil {
+		it.busy = false
+	}
+	q.mu.Unlock()
+}
+
+// Check writes, fsyncs and removes a small file in incoming/: the
+// readiness probe of a relay that queues.
+func (q *Queue) Check() error {
+	p := filepath.Join(q.dir, incomingDir, "check")
+	err := q.writeDurable(p, []byte("ok\n"))
+	os.Remove(p)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrWrite, err)
+	}
+	return nil
+}
+
+// Usage returns the active messages and bytes of tenant ("" for all).
+func (q *Queue) Usage(tenant string) (messages int, bytes int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if tenant == "" {
+		return q.total.messages, q.total.bytes
+	}
+	if u := q.usage[tenant]; u != nil {
+		return u.messages, u.bytes
+	}
+	return 0, 0
+}
+
+// oldest is the Created time of the oldest active entry (zero if none).
+func (q *Queue) oldest() time.Time {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var t time.Time
+	for _, it := range q.items {
+		if !it.e.Dead && (t.IsZero() || it.e.Created.Before(t)) {
+			t = it.e.Created
+		}
+	}
+	return t
+}
