@@ -29,6 +29,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/sesrelay/sesrelay/config"
+	"github.com/sesrelay/sesrelay/queue"
 	"github.com/sesrelay/sesrelay/relay"
 	"github.com/sesrelay/sesrelay/relay/ses"
 	"github.com/sesrelay/sesrelay/relay/sestest"
@@ -683,7 +684,33 @@ func metricNames(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	describe(sender.Collector())
+	// The queue registers its own series when it opens.
+	reg := prometheus.NewRegistry()
+	q, err := queue.Open(t.TempDir(), queue.Options{Registerer: collectingRegisterer{reg, describe}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
 	return names
+}
+
+// collectingRegisterer describes each collector registered through it.
+type collectingRegisterer struct {
+	*prometheus.Registry
+	describe func(prometheus.Collector)
+}
+
+func (r collectingRegisterer) Register(c prometheus.Collector) error {
+	r.describe(c)
+	return r.Registry.Register(c)
+}
+
+func (r collectingRegisterer) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := r.Register(c); err != nil {
+			panic(err)
+		}
+	}
 }
 
 // TestMetricsDocumented checks that docs/operations.md documents every
