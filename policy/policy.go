@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sesrelay/sesrelay/address"
 	"github.com/sesrelay/sesrelay/config"
 )
 
@@ -51,6 +52,7 @@ type Tenant struct {
 	domainList string
 
 	rewrite       bool
+	stripNames    bool   // display_name: strip_addresses
 	rewriteFrom   string // local@normalized-domain
 	rewriteDomain string
 
@@ -127,15 +129,16 @@ func compileTenant(p *problems, path string, ct *config.Tenant) *Tenant {
 		configSets:   map[string]struct{}{},
 		dkim:         map[string]*config.DKIMKey{},
 		dkimRequired: ct.DKIMRequired,
+		stripNames:   ct.DisplayName == config.DisplayStripAddresses,
 	}
 	if len(ct.Domains) == 0 {
 		p.add(path+".domains", "at least one domain is required")
 	}
 	var shown []string
 	for j, d := range ct.Domains {
-		n, err := config.NormalizeDomain(d)
+		n, err := address.Pattern(d)
 		base, wild := strings.CutPrefix(n, "*.")
-		if err != nil || !validHostname(base) {
+		if err != nil {
 			p.add(fmt.Sprintf("%s.domains[%d]", path, j), "not a domain name: %q", d)
 			continue
 		}
@@ -154,9 +157,9 @@ func compileTenant(p *problems, path string, ct *config.Tenant) *Tenant {
 		t.rewrite = true
 		a, err := mail.ParseAddress(ct.RewriteFrom)
 		var n string
-		ok := err == nil && a.Name == "" && isASCII(a.Address)
+		ok := err == nil && a.Name == "" && address.IsASCII(a.Address)
 		if ok {
-			d, _ := domainOf(a.Address)
+			_, d, _ := address.Split(a.Address)
 			n, ok = normalizeDomain(d)
 		}
 		switch {
@@ -170,6 +173,11 @@ func compileTenant(p *problems, path string, ct *config.Tenant) *Tenant {
 		}
 	default:
 		p.add(path+".from_policy", "must be reject or rewrite, got %q", ct.FromPolicy)
+	}
+	switch ct.DisplayName {
+	case "", config.DisplayKeep, config.DisplayStripAddresses:
+	default:
+		p.add(path+".display_name", "must be keep or strip_addresses, got %q", ct.DisplayName)
 	}
 
 	var sets []string
@@ -333,15 +341,6 @@ func validHeaderName(s string) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] < '!' || s[i] > '~' || s[i] == ':' {
-			return false
-		}
-	}
-	return true
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
 			return false
 		}
 	}
