@@ -153,3 +153,19 @@ func TestStripAddresses(t *testing.T) {
 		}
 	}
 }
+
+func TestParsePath(t *testing.T) {
+	for in, want := range map[string]string{
+		`"x@evil.com"@example.org`: "x@evil.com@example.org",
+		`"x\"y"@example.org`:       `x"y@example.org`,
+		"a@example.org":            "a@example.org",
+		`"open@example.org`:        `"open@example.org`,
+	} {
+		if got := ParsePath(in); got != want {
+			t.Errorf("ParsePath(%q) = %q, want %q", in, got, want)
+		}
+		if p, err := Path(ParsePath(in)); err == nil && in != "a@example.org" && in[0] == '"' && p != in && in != `"open@example.org` {
+			t.Errorf("Path(ParsePath(%q)) = %q, want it back", in, p)
+		}
+	}
+}

@@ -64,6 +64,32 @@ func Path(addr string) (string, error) {
 	return QuoteLocal(local) + "@" + d, nil
 }
 
+// ParsePath reads an address as a client writes it in MAIL FROM or RCPT
+// TO (without the angle brackets) into the form go-smtp hands a session:
+// a quoted local part loses its quoting ("x@y"@example.org becomes
+// x@y@example.org), anything else is returned as it is. explain uses it
+// so that it sees what a live session sees.
+func ParsePath(s string) string {
+	if !strings.HasPrefix(s, `"`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 1; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\':
+			if i+1 < len(s) {
+				i++
+				b.WriteByte(s[i])
+			}
+		case '"':
+			return b.String() + s[i+1:]
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return s // unterminated: go-smtp refuses it; leave it to Path
+}
+
 // QuoteLocal returns local as it must be written in an address: as it is
 // when it is a dot-string (RFC 5321 4.1.2: atoms of atext joined by single
 // dots), else as a quoted string with '"' and '\' escaped. local must be

@@ -101,7 +101,7 @@ func (p *Pipeline) CheckRcpt(rcpts []string, to string) (rcpt string, dup bool, 
 		}
 	}
 	if len(rcpts) >= p.MaxRecipients {
-		return "", false, &Refusal{Reply: errTooManyRcpts, Reason: "too_many_recipients"}
+		return "", false, &Refusal{Reply: errTooManyRcpts(p.MaxRecipients), Reason: "too_many_recipients"}
 	}
 	return addr, false, nil
 }

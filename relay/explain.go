@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/sesrelay/sesrelay/address"
 )
 
 // Explanation is what the relay would do with one message, without
@@ -45,11 +47,13 @@ func (pl *Pipeline) Explain(username string, env Envelope, raw []byte, ref strin
 		ex.Stage, ex.Reply, ex.Reason, ex.Detail = stage, r.Reply, r.Reason, r.Detail
 		return ex, nil
 	}
-	if r := pl.CheckMail(t, env.From); r != nil {
+	// A live session sees what go-smtp makes of the command: quoting
+	// removed from the local part.
+	if r := pl.CheckMail(t, address.ParsePath(env.From)); r != nil {
 		return stop("MAIL FROM", r)
 	}
 	for _, to := range env.To {
-		rcpt, dup, r := pl.CheckRcpt(ex.Recipients, to)
+		rcpt, dup, r := pl.CheckRcpt(ex.Recipients, address.ParsePath(to))
 		if r != nil {
 			return stop("RCPT TO", r)
 		}
@@ -62,7 +66,7 @@ func (pl *Pipeline) Explain(username string, env Envelope, raw []byte, ref strin
 	if int64(len(raw)) > pl.MaxMessageBytes {
 		return stop("DATA", &Refusal{Reply: errTooLarge, Reason: "too_large"})
 	}
-	p := pl.Prepare(t, Envelope{From: env.From, To: ex.Recipients}, raw, ref)
+	p := pl.Prepare(t, Envelope{From: address.ParsePath(env.From), To: ex.Recipients}, raw, ref)
 	ex.Prepared = p
 	if p.Refusal != nil {
 		return stop("DATA", &Refusal{Reply: p.Refusal, Reason: p.Reason, Detail: p.Detail})
