@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/sesrelay/sesrelay/address"
 )
 
 // UniqueFields are the header fields a message may carry at most once: the
@@ -186,7 +188,9 @@ type FromEdit struct {
 // add a second author. An Address that is not a bare ASCII address is a
 // plain error (a configuration mistake).
 func FromRewrite(h *textproto.Header, e FromEdit) error {
-	if a, err := mail.ParseAddress(e.Address); err != nil || a.Name != "" || a.Address != e.Address || !isASCII(e.Address) {
+	// Address is in net/mail's form (a quoted local part unquoted), as
+	// policy has it: it must read back the same once written.
+	if a, err := mail.ParseAddress((&mail.Address{Address: e.Address}).String()); err != nil || a.Address != e.Address || !address.IsASCII(e.Address) {
 		return fmt.Errorf("rewrite address %q is not a bare ASCII address", e.Address)
 	}
 	switch n := count(h, "From"); n {
@@ -243,13 +247,4 @@ func formatAddress(name, address string) string {
 		return mime.BEncoding.Encode("utf-8", name) + " " + (&mail.Address{Address: address}).String()
 	}
 	return a.String()
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }

@@ -244,6 +244,12 @@ func TestFromRewrite(t *testing.T) {
 			want: msg(`From: "x y via shop" <noreply@relay.example.com>`, `Reply-To: <"x y"@shop.example>`, "", "body"),
 		},
 		{
+			name: "display name only, quoted local part",
+			in:   msg(`From: "ceo@victim.example" <"x y"@shop.example>`, "", "body"),
+			edit: FromEdit{Address: "x y@shop.example"},
+			want: msg(`From: <"x y"@shop.example>`, "", "body"),
+		},
+		{
 			name: "long name is folded between words",
 			in:   msg("From: statements@shop.example", "", "body"),
 			edit: FromEdit{Name: "Quarterly Statements And Other Important Account Notices via shop", Address: to, ReplyTo: "statements@shop.example"},
