@@ -125,8 +125,8 @@ func TestDisplayNamePolicy(t *testing.T) {
 	}
 	for from, want := range map[string]string{
 		`"CEO <ceo@victim.example>" <ceo@victim.example>`: "CEO via rw",
-		`ceo@victim.example`:                                "ceo via rw",
-		`"Jane" <jane@gmail.example>`:                       "Jane via rw",
+		`ceo@victim.example`:                              "ceo via rw",
+		`"Jane" <jane@gmail.example>`:                     "Jane via rw",
 	} {
 		d := r.Tenant("rw").Evaluate(Envelope{}, header(t, "From: "+from))
 		if d.Rewrite == nil || d.Rewrite.DisplayName != want || d.Rewrite.Cause != RewriteFromPolicy {
