@@ -132,19 +132,6 @@ func Strip(h *textproto.Header, names []string) {
 	})
 }
 
-// TakeField returns the value of the topmost field named name (any case),
-// unfolded and trimmed, and removes every field of that name. ok is false
-// when there was none. The relay uses it for request headers that become
-// SES tags or name a list and must not reach the recipient.
-func TakeField(h *textproto.Header, name string) (value string, ok bool) {
-	vs := values(h, name)
-	if len(vs) == 0 {
-		return "", false
-	}
-	delName(h, name)
-	return strings.TrimSpace(vs[0]), true
-}
-
 // DateLayout is the RFC 5322 date-time format Prepare writes.
 const DateLayout = "Mon, 02 Jan 2006 15:04:05 -0700"
 

@@ -53,6 +53,11 @@ func TestDecisionIsThePlan(t *testing.T) {
 		t.Errorf("SES = %+v, want %+v", d.SES, want)
 	}
 
+	// A folded list id is unfolded, as the header writer would read it.
+	if d := r.Tenant("shop").Evaluate(Envelope{}, header(t, "From: a@shop.example\nX-List:  spring \n  sale")); d.List != "spring sale" {
+		t.Errorf("folded List = %q, want %q", d.List, "spring sale")
+	}
+
 	for _, c := range []struct {
 		mode, header string
 		want         UnsubscribeAction
