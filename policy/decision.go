@@ -52,7 +52,8 @@ type Decision struct {
 	// fields (their values became Tags), the list_id_header field (its
 	// value is List), and DKIM-Signature when the relay signs (SES takes
 	// one signature; the relay's replaces the client's). X-SES-*,
-	// Return-Path and Bcc are always removed and are not listed.
+	// Return-Path and Bcc are always removed and are not listed. The
+	// slice is shared by every decision of the tenant: do not modify it.
 	Strip []string
 
 	// List is the value of the tenant's list_unsubscribe.list_id_header

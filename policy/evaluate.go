@@ -105,8 +105,13 @@ func (t *Tenant) Evaluate(env Envelope, h *textproto.Header) Decision {
 	}
 	sendDomain := n
 	owned := valid && t.ownsNormalized(n)
-	name := address.CleanName(from.Name)
+	// The display name matters only to a rewrite or to strip_addresses:
+	// the common case (an owned From, keep) does not clean it.
+	var name string
 	stripped := false
+	if !owned || t.stripNames {
+		name = address.CleanName(from.Name)
+	}
 	if t.stripNames {
 		name, stripped = address.StripAddresses(name, t.ownsNormalized)
 	}
@@ -184,18 +189,13 @@ func (t *Tenant) Evaluate(env Envelope, h *textproto.Header) Decision {
 // the list, the unsubscribe action and the SES routing.
 func (t *Tenant) plan(d *Decision, h *textproto.Header) {
 	tc := t.Config
-	d.Strip = make([]string, 0, len(tc.StripHeaders)+len(t.headerTags)+2)
-	d.Strip = append(d.Strip, tc.StripHeaders...)
-	for _, ht := range t.headerTags {
-		d.Strip = append(d.Strip, ht.header)
+	d.Strip = t.strip
+	if d.DKIM != nil {
+		d.Strip = t.stripSigned
 	}
 	lu := tc.ListUnsubscribe
 	if lu != nil && lu.ListIDHeader != "" {
-		d.Strip = append(d.Strip, lu.ListIDHeader)
 		d.List = topValue(h, lu.ListIDHeader)
-	}
-	if d.DKIM != nil {
-		d.Strip = append(d.Strip, "DKIM-Signature")
 	}
 	mode := config.UnsubOff
 	if lu != nil {

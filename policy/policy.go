@@ -65,6 +65,10 @@ type Tenant struct {
 
 	staticTags []Tag // sorted by name, excluding reserved names
 	headerTags []headerTag
+
+	// strip and stripSigned are Decision.Strip without and with signing;
+	// decisions share them.
+	strip, stripSigned []string
 }
 
 type headerTag struct {
@@ -260,6 +264,16 @@ func compileTenant(p *problems, path string, ct *config.Tenant) *Tenant {
 			p.add(path+".header_tags."+t.headerTags[i].header, "tag %q is also set by header %s", t.headerTags[i].tag, t.headerTags[i-1].header)
 		}
 	}
+
+	t.strip = append([]string(nil), ct.StripHeaders...)
+	for _, ht := range t.headerTags {
+		t.strip = append(t.strip, ht.header)
+	}
+	if lu := ct.ListUnsubscribe; lu != nil && lu.ListIDHeader != "" {
+		t.strip = append(t.strip, lu.ListIDHeader)
+	}
+	t.strip = slices.Clip(t.strip)
+	t.stripSigned = append(slices.Clone(t.strip), "DKIM-Signature")
 	return t
 }
 
