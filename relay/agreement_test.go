@@ -77,6 +77,7 @@ func TestExplainAgreesWithLive(t *testing.T) {
 		{"RCPT duplicates", "billing-app", "", []string{"c@example.org", "c@EXAMPLE.org.", "d@example.org"}, ok, " 250"},
 		{"RCPT too many", "billing-app", "", []string{"a@example.org", "b@example.org", "c@example.org", "d@example.org"}, ok, "RCPT TO 452"},
 		// 14.3: quoted local parts keep their quoting.
+		{"MAIL FROM quoted", "billing-app", `"a b"@billing.example.com`, []string{"c@example.org"}, ok, " 250"},
 		{"RCPT quoted", "billing-app", "", []string{`"x@evil.com"@example.org`, `"r,s"@example.org`, `"x\"y"@example.org`}, ok, " 250"},
 		// 14.9: an unknown charset in the display name is one answer.
 		{"unknown charset rewrite", "rw-app", "", []string{"c@example.org"}, "From: =?x-unknown?q?Shop?= <shop@gmail.example>\r\nSubject: s\r\n\r\nHi.\r\n", " 250"},

@@ -65,19 +65,23 @@ type Refusal struct {
 	Detail string
 }
 
-// CheckMail checks the envelope sender given at MAIL FROM ("" is <>): nil
-// when the tenant may use it. An unreadable address is 501 5.1.3, an
-// address outside the tenant's domains 550 5.7.1.
-func (p *Pipeline) CheckMail(t *policy.Tenant, from string) *Refusal {
-	d := t.CheckMailFrom(from)
-	if d == nil {
-		return nil
+// CheckMail checks the envelope sender given at MAIL FROM ("" is <>) and
+// returns it as the relay passes it on: a local part that needs quoting
+// quoted again (go-smtp removed the quotes; see address.Path), the rest as
+// written. An unreadable address is 501 5.1.3, an address outside the
+// tenant's domains 550 5.7.1.
+func (p *Pipeline) CheckMail(t *policy.Tenant, from string) (string, *Refusal) {
+	if d := t.CheckMailFrom(from); d != nil {
+		r := &Refusal{Reason: string(d.Reject.Reason), Detail: d.Reject.Detail, Reply: errMailFromNotOwned(from)}
+		if d.Reject.Reason == policy.AddressInvalid {
+			r.Reply = errBadAddress
+		}
+		return "", r
 	}
-	r := &Refusal{Reason: string(d.Reject.Reason), Detail: d.Reject.Detail, Reply: errMailFromNotOwned(from)}
-	if d.Reject.Reason == policy.AddressInvalid {
-		r.Reply = errBadAddress
+	if local, domain, ok := address.Split(from); ok && address.IsASCII(local) {
+		return address.QuoteLocal(local) + "@" + domain, nil
 	}
-	return r
+	return from, nil
 }
 
 // CheckRcpt checks one RCPT TO address against the recipients already

@@ -49,7 +49,8 @@ func (pl *Pipeline) Explain(username string, env Envelope, raw []byte, ref strin
 	}
 	// A live session sees what go-smtp makes of the command: quoting
 	// removed from the local part.
-	if r := pl.CheckMail(t, address.ParsePath(env.From)); r != nil {
+	from, r := pl.CheckMail(t, address.ParsePath(env.From))
+	if r != nil {
 		return stop("MAIL FROM", r)
 	}
 	for _, to := range env.To {
@@ -66,7 +67,7 @@ func (pl *Pipeline) Explain(username string, env Envelope, raw []byte, ref strin
 	if int64(len(raw)) > pl.MaxMessageBytes {
 		return stop("DATA", &Refusal{Reply: errTooLarge, Reason: "too_large"})
 	}
-	p := pl.Prepare(t, Envelope{From: address.ParsePath(env.From), To: ex.Recipients}, raw, ref)
+	p := pl.Prepare(t, Envelope{From: from, To: ex.Recipients}, raw, ref)
 	ex.Prepared = p
 	if p.Refusal != nil {
 		return stop("DATA", &Refusal{Reply: p.Refusal, Reason: p.Reason, Detail: p.Detail})

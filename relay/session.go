@@ -179,12 +179,13 @@ func (sess *Session) Mail(from string, opts *smtp.MailOptions) error {
 		}
 		return errShuttingDown
 	}
-	if r := sess.st.pipe.CheckMail(sess.tenant, from); r != nil {
+	sender, r := sess.st.pipe.CheckMail(sess.tenant, from)
+	if r != nil {
 		sess.log.Info("mail from refused", zap.String("mail_from", from), zap.String("reason", r.Reason))
 		sess.srv.metrics.message(sess.tenant.Name, "rejected", r.Reason, 0)
 		return r.Reply
 	}
-	sess.from = from
+	sess.from = sender
 	sess.rcpts = sess.rcpts[:0]
 	sess.sizeHint = 0
 	if opts != nil {
