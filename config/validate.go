@@ -447,13 +447,13 @@ func firstDomain(t *Tenant) string {
 	return "example.com"
 }
 
-// Owns reports whether the tenant's domains cover the domain of addr.
+// owns reports whether the tenant's domains cover the domain of addr.
 func (t *Tenant) owns(addr string) bool {
-	at := strings.LastIndexByte(addr, '@')
-	if at < 0 {
+	_, domain, ok := address.Split(addr)
+	if !ok {
 		return false
 	}
-	d, err := address.Pattern(addr[at+1:])
+	d, err := address.Domain(domain)
 	if err != nil {
 		return false
 	}
