@@ -101,7 +101,7 @@ func printExplanation(w io.Writer, cfg *config.Config, user, from string, rcpts 
 	case d.Rewrite.Cause == policy.RewriteDisplayName:
 		fmt.Fprintf(w, ", display name %q (display_name: strip_addresses)", d.Rewrite.DisplayName)
 	default:
-		fmt.Fprintf(w, ", rewritten to %s (from_policy: rewrite)", d.Rewrite.NewFrom)
+		fmt.Fprintf(w, ", rewritten to %s (from_policy: rewrite), original %s", d.Rewrite.NewFrom, d.Rewrite.Original.String())
 	}
 	fmt.Fprintln(w)
 	if d.DKIM != nil {
