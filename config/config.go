@@ -52,7 +52,8 @@ func Defaults() Config {
 
 // defaultElements sets the defaults of keys inside lists, which the
 // Defaults literal cannot hold: server.listeners[].tls,
-// tenants[].from_policy and tenants[].list_unsubscribe.mode.
+// tenants[].from_policy, tenants[].display_name and
+// tenants[].list_unsubscribe.mode.
 func (c *Config) defaultElements() {
 	for i := range c.Server.Listeners {
 		if c.Server.Listeners[i].TLS == "" {
@@ -63,6 +64,9 @@ func (c *Config) defaultElements() {
 		t := &c.Tenants[i]
 		if t.FromPolicy == "" {
 			t.FromPolicy = FromReject
+		}
+		if t.DisplayName == "" {
+			t.DisplayName = DisplayKeep
 		}
 		if t.ListUnsubscribe != nil && t.ListUnsubscribe.Mode == "" {
 			t.ListUnsubscribe.Mode = UnsubOff
@@ -220,12 +224,15 @@ type Tenant struct {
 	SESEndpointID            string            `mapstructure:"ses_endpoint_id"`
 	FromPolicy               string            `mapstructure:"from_policy"`
 	RewriteFrom              string            `mapstructure:"rewrite_from"`
-	StripHeaders             []string          `mapstructure:"strip_headers"`
-	ListUnsubscribe          *ListUnsubscribe  `mapstructure:"list_unsubscribe"`
-	DKIM                     []DKIMKey         `mapstructure:"dkim"`
-	DKIMRequired             bool              `mapstructure:"dkim_required"`
-	MaxSendRate              float64           `mapstructure:"max_send_rate"`
-	MaxConnections           int               `mapstructure:"max_connections"`
+	// DisplayName is what the relay does with address-like text in the
+	// From display name (DisplayKeep, DisplayStripAddresses).
+	DisplayName     string           `mapstructure:"display_name"`
+	StripHeaders    []string         `mapstructure:"strip_headers"`
+	ListUnsubscribe *ListUnsubscribe `mapstructure:"list_unsubscribe"`
+	DKIM            []DKIMKey        `mapstructure:"dkim"`
+	DKIMRequired    bool             `mapstructure:"dkim_required"`
+	MaxSendRate     float64          `mapstructure:"max_send_rate"`
+	MaxConnections  int              `mapstructure:"max_connections"`
 	// DeliveryMode overrides delivery.mode for this tenant ("" inherits).
 	DeliveryMode string      `mapstructure:"delivery_mode"`
 	Queue        TenantQueue `mapstructure:"queue"`
@@ -235,6 +242,12 @@ type Tenant struct {
 const (
 	FromReject  = "reject"
 	FromRewrite = "rewrite"
+)
+
+// Display name policies (tenants[].display_name).
+const (
+	DisplayKeep           = "keep"
+	DisplayStripAddresses = "strip_addresses"
 )
 
 // User is one SMTP AUTH credential of a tenant.

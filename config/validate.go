@@ -17,7 +17,7 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/net/idna"
+	"github.com/sesrelay/sesrelay/address"
 )
 
 var (
@@ -104,12 +104,12 @@ func (c *Config) normalize() {
 	for i := range c.Tenants {
 		t := &c.Tenants[i]
 		for j, d := range t.Domains {
-			if n, err := NormalizeDomain(d); err == nil {
+			if n, err := address.Pattern(d); err == nil {
 				t.Domains[j] = n
 			}
 		}
 		for j := range t.DKIM {
-			if n, err := NormalizeDomain(t.DKIM[j].Domain); err == nil {
+			if n, err := address.Pattern(t.DKIM[j].Domain); err == nil {
 				t.DKIM[j].Domain = n
 			}
 		}
@@ -287,39 +287,6 @@ func (c *Config) validateAuth(p *problems) {
 	}
 }
 
-// NormalizeDomain lowercases d, strips one trailing dot and converts an
-// IDN to its ASCII (punycode) form. A leading "*." is kept.
-func NormalizeDomain(d string) (string, error) {
-	wild := strings.HasPrefix(d, "*.")
-	if wild {
-		d = d[2:]
-	}
-	d = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
-	if d == "" {
-		return "", errors.New("empty domain")
-	}
-	a, err := idna.Lookup.ToASCII(d)
-	if err != nil {
-		return "", fmt.Errorf("invalid domain %q: %v", d, err)
-	}
-	if !strings.Contains(a, ".") {
-		return "", fmt.Errorf("invalid domain %q: needs at least two labels", d)
-	}
-	if wild {
-		a = "*." + a
-	}
-	return a, nil
-}
-
-// CoversDomain reports whether a domain entry (normalized; "*.x" means x's
-// subdomains on a label boundary) covers the normalized domain d.
-func CoversDomain(entry, d string) bool {
-	if base, ok := strings.CutPrefix(entry, "*."); ok {
-		return strings.HasSuffix(d, "."+base)
-	}
-	return d == entry
-}
-
 func (c *Config) validateTenants(p *problems) {
 	if len(c.Tenants) == 0 {
 		p.add("tenants", "at least one tenant is required")
@@ -349,7 +316,7 @@ func (c *Config) validateTenants(p *problems) {
 			p.add(path+".domains", "at least one domain is required")
 		}
 		for j, d := range t.Domains {
-			if _, err := NormalizeDomain(d); err != nil {
+			if _, err := address.Pattern(d); err != nil {
 				p.add(fmt.Sprintf("%s.domains[%d]", path, j), "%v", err)
 			}
 		}
@@ -422,6 +389,11 @@ func (c *Config) validateTenants(p *problems) {
 		default:
 			p.add(path+".from_policy", "must be reject or rewrite, got %q", t.FromPolicy)
 		}
+		switch t.DisplayName {
+		case DisplayKeep, DisplayStripAddresses:
+		default:
+			p.add(path+".display_name", "must be keep or strip_addresses, got %q", t.DisplayName)
+		}
 		for j, h := range t.StripHeaders {
 			if !headerName.MatchString(h) {
 				p.add(fmt.Sprintf("%s.strip_headers[%d]", path, j), "not a header field name: %q", h)
@@ -463,9 +435,9 @@ func (c *Config) validateTenants(p *problems) {
 
 func overlap(a, b string) bool {
 	strip := func(s string) string { return strings.TrimPrefix(s, "*.") }
-	return CoversDomain(a, strip(b)) || CoversDomain(b, strip(a)) || a == b ||
-		(strings.HasPrefix(b, "*.") && CoversDomain(a, "x."+strip(b))) ||
-		(strings.HasPrefix(a, "*.") && CoversDomain(b, "x."+strip(a)))
+	return address.Covers(a, strip(b)) || address.Covers(b, strip(a)) || a == b ||
+		(strings.HasPrefix(b, "*.") && address.Covers(a, "x."+strip(b))) ||
+		(strings.HasPrefix(a, "*.") && address.Covers(b, "x."+strip(a)))
 }
 
 func firstDomain(t *Tenant) string {
@@ -475,18 +447,18 @@ func firstDomain(t *Tenant) string {
 	return "example.com"
 }
 
-// Owns reports whether the tenant's domains cover the domain of addr.
+// owns reports whether the tenant's domains cover the domain of addr.
 func (t *Tenant) owns(addr string) bool {
-	at := strings.LastIndexByte(addr, '@')
-	if at < 0 {
+	_, domain, ok := address.Split(addr)
+	if !ok {
 		return false
 	}
-	d, err := NormalizeDomain(addr[at+1:])
+	d, err := address.Domain(domain)
 	if err != nil {
 		return false
 	}
 	for _, e := range t.Domains {
-		if CoversDomain(e, d) {
+		if address.Covers(e, d) {
 			return true
 		}
 	}
@@ -517,13 +489,13 @@ func validateUnsub(p *problems, path string, t *Tenant) {
 }
 
 func validateDKIM(p *problems, path string, t *Tenant, k *DKIMKey) {
-	d, err := NormalizeDomain(k.Domain)
+	d, err := address.Pattern(k.Domain)
 	if err != nil || strings.HasPrefix(d, "*.") {
 		p.add(path+".domain", "not a domain: %q", k.Domain)
 	} else {
 		owned := false
 		for _, e := range t.Domains {
-			if CoversDomain(e, d) {
+			if address.Covers(e, d) {
 				owned = true
 			}
 		}

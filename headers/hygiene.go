@@ -7,8 +7,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emersion/go-message/charset"
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/sesrelay/sesrelay/address"
 )
 
 // UniqueFields are the header fields a message may carry at most once: the
@@ -131,19 +132,6 @@ func Strip(h *textproto.Header, names []string) {
 	})
 }
 
-// TakeField returns the value of the topmost field named name (any case),
-// unfolded and trimmed, and removes every field of that name. ok is false
-// when there was none. The relay uses it for request headers that become
-// SES tags or name a list and must not reach the recipient.
-func TakeField(h *textproto.Header, name string) (value string, ok bool) {
-	vs := values(h, name)
-	if len(vs) == 0 {
-		return "", false
-	}
-	delName(h, name)
-	return strings.TrimSpace(vs[0]), true
-}
-
 // DateLayout is the RFC 5322 date-time format Prepare writes.
 const DateLayout = "Mon, 02 Jan 2006 15:04:05 -0700"
 
@@ -167,65 +155,49 @@ func Prepare(h *textproto.Header, now time.Time, newID func() string) error {
 	return nil
 }
 
-// addressParser decodes RFC 2047 display names in any charset go-message
-// knows, since legacy applications still write ISO-8859-x and Windows-125x.
-var addressParser = mail.AddressParser{WordDecoder: &mime.WordDecoder{CharsetReader: charset.Reader}}
-
-// ParseFrom returns the single mailbox of the message's single From field.
-// A missing From, several From fields, an unparsable value, a list of
-// mailboxes, group syntax (even with one member) or a non-ASCII address is
-// a *FormatError naming From.
-func ParseFrom(h *textproto.Header) (*mail.Address, error) {
-	froms := values(h, "From")
-	switch len(froms) {
-	case 0:
-		return nil, &FormatError{Field: "From", Reason: "missing"}
-	case 1:
-	default:
-		return nil, &FormatError{Field: "From", Reason: fmt.Sprintf("appears %d times; it may appear only once", len(froms))}
-	}
-	if isGroup(froms[0]) {
-		// net/mail takes "g: a@example.com;" for the mailbox alone.
-		return nil, &FormatError{Field: "From", Reason: "group syntax; it must be a single mailbox"}
-	}
-	a, err := addressParser.Parse(froms[0])
-	if err != nil {
-		return nil, &FormatError{Field: "From", Reason: "not a single mailbox: " + strings.TrimPrefix(err.Error(), "mail: ")}
-	}
-	if !isASCII(a.Address) {
-		return nil, &FormatError{Field: "From", Reason: "non-ASCII address; SES needs an ASCII address (punycode domain)"}
-	}
-	return a, nil
+// FromEdit is a From field decided elsewhere (policy.Decision): the
+// header writer applies it as given and decides nothing.
+type FromEdit struct {
+	// Name is the display name, UTF-8; formatAddress quotes it or encodes
+	// it (RFC 2047). "" writes a bare address.
+	Name string
+	// Address is the new From address: a bare ASCII address.
+	Address string
+	// ReplyTo, when not "", is written into a new Reply-To field right
+	// after the From field.
+	ReplyTo string
 }
 
-// FromRewrite replaces the message's From with newFrom, keeping the
-// original sender visible: the display name becomes "<original display
-// name, or original address> via <tenant>" (quoted, or RFC 2047 encoded
-// when not ASCII). Unless the message has a Reply-To, one is added right
-// after the From with the original address, so replies still reach the
-// author. The new From takes the original's place in the header.
-//
-// A From that ParseFrom refuses is a *FormatError; a newFrom that is not a
-// bare address is a plain error (a configuration mistake).
-func FromRewrite(h *textproto.Header, newFrom string, tenant string) error {
-	orig, err := ParseFrom(h)
-	if err != nil {
-		return err
+// FromRewrite replaces the message's single From field with e, in place,
+// and adds the Reply-To e asks for right after it. The policy has checked
+// the From field (exactly one, one mailbox); a message with no From field
+// or several is still a *FormatError naming From, so the edit can never
+// add a second author. An Address that is not a bare ASCII address is a
+// plain error (a configuration mistake).
+func FromRewrite(h *textproto.Header, e FromEdit) error {
+	// Address is in net/mail's form (a quoted local part unquoted), as
+	// policy has it: it must read back the same once written.
+	if a, err := mail.ParseAddress((&mail.Address{Address: e.Address}).String()); err != nil || a.Address != e.Address || !address.IsASCII(e.Address) {
+		return fmt.Errorf("rewrite address %q is not a bare ASCII address", e.Address)
 	}
-	if a, err := mail.ParseAddress(newFrom); err != nil || a.Name != "" || a.Address != newFrom || !isASCII(newFrom) {
-		return fmt.Errorf("rewrite address %q is not a bare ASCII address", newFrom)
+	switch n := count(h, "From"); n {
+	case 1:
+	case 0:
+		return &FormatError{Field: "From", Reason: "missing"}
+	default:
+		return &FormatError{Field: "From", Reason: fmt.Sprintf("appears %d times; it may appear only once", n)}
 	}
-	name := orig.Name
-	if strings.TrimSpace(name) == "" {
-		name = orig.Address
+	value := (&mail.Address{Address: e.Address}).String()
+	if e.Name != "" {
+		value = formatAddress(e.Name, e.Address)
 	}
-	from, err := formatField("From", formatAddress(name+" via "+tenant, newFrom))
+	from, err := formatField("From", value)
 	if err != nil {
 		return err
 	}
 	var replyTo []byte
-	if count(h, "Reply-To") == 0 {
-		if replyTo, err = formatField("Reply-To", (&mail.Address{Address: orig.Address}).String()); err != nil {
+	if e.ReplyTo != "" {
+		if replyTo, err = formatField("Reply-To", (&mail.Address{Address: e.ReplyTo}).String()); err != nil {
 			return err
 		}
 	}
@@ -262,52 +234,4 @@ func formatAddress(name, address string) string {
 		return mime.BEncoding.Encode("utf-8", name) + " " + (&mail.Address{Address: address}).String()
 	}
 	return a.String()
-}
-
-// isGroup reports whether an address field value uses RFC 5322 group
-// syntax: a colon outside quoted strings, comments, angle brackets and
-// domain literals.
-func isGroup(v string) bool {
-	var quoted, angle, literal bool
-	comment := 0
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		switch {
-		case c == '\\' && (quoted || comment > 0):
-			i++ // quoted-pair
-		case quoted:
-			quoted = c != '"'
-		case comment > 0:
-			switch c {
-			case '(':
-				comment++
-			case ')':
-				comment--
-			}
-		case angle:
-			angle = c != '>'
-		case literal:
-			literal = c != ']'
-		case c == '"':
-			quoted = true
-		case c == '(':
-			comment = 1
-		case c == '<':
-			angle = true
-		case c == '[':
-			literal = true
-		case c == ':':
-			return true
-		}
-	}
-	return false
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }

@@ -15,9 +15,11 @@ type Decision struct {
 	// Reject is nil when the message is accepted.
 	Reject *Rejection
 
-	// Rewrite is non-nil when the tenant's from_policy is rewrite and the
-	// From address is not the tenant's: the headers package replaces the
-	// From field as described there. An owned From is never rewritten.
+	// Rewrite is non-nil when the From field is replaced: with
+	// from_policy rewrite when the From address is not the tenant's (an
+	// owned From address is never rewritten), or with display_name
+	// strip_addresses when its display name held a foreign address. The
+	// headers package writes it as given.
 	Rewrite *FromRewrite
 
 	// FromDomain is the normalized (lowercase, ASCII) domain of the From
@@ -44,28 +46,98 @@ type Decision struct {
 	// is that domain, else the key of its nearest parent domain. The first
 	// key listed for a domain wins. nil means do not sign.
 	DKIM *config.DKIMKey
+
+	// Strip lists the header fields to remove, in this order, compared
+	// without regard to case: the tenant's strip_headers, the header_tags
+	// fields (their values became Tags), the list_id_header field (its
+	// value is List), and DKIM-Signature when the relay signs (SES takes
+	// one signature; the relay's replaces the client's). X-SES-*,
+	// Return-Path and Bcc are always removed and are not listed. The
+	// slice is shared by every decision of the tenant: do not modify it.
+	Strip []string
+
+	// List is the value of the tenant's list_unsubscribe.list_id_header
+	// field (the topmost one, unfolded and trimmed), "" when there is none.
+	List string
+
+	// Unsubscribe says what to do about the RFC 8058 headers.
+	Unsubscribe Unsubscribe
+
+	// SES says where and as whom the message is sent.
+	SES SES
+}
+
+// Unsubscribe is the list_unsubscribe part of a decision.
+type Unsubscribe struct {
+	Action UnsubscribeAction
+	// URL (a template), Mailto and Secret are set for UnsubscribeAdd.
+	URL, Mailto string
+	Secret      []byte
+}
+
+// UnsubscribeAction is what the relay does with the message's
+// List-Unsubscribe and List-Unsubscribe-Post fields.
+type UnsubscribeAction int
+
+const (
+	// UnsubscribeKeep: leave them as they are (mode off).
+	UnsubscribeKeep UnsubscribeAction = iota
+	// UnsubscribeCheck: the message has them; they must be valid RFC 8058
+	// one-click headers, else the message is malformed (554 5.6.0). Modes
+	// preserve, and add when the application wrote its own.
+	UnsubscribeCheck
+	// UnsubscribeRequire: they must be present and valid, else the tenant
+	// may not send the message (550 5.7.1). Mode require.
+	UnsubscribeRequire
+	// UnsubscribeAdd: the message has none; add them, with a token per
+	// recipient (one SES request per recipient). Mode add.
+	UnsubscribeAdd
+)
+
+// SES is the tenant's SES routing of a decision.
+type SES struct {
+	// Region is the tenant's region, "" for the relay's.
+	Region string
+	// IdentityARN is FromEmailAddressIdentityArn (delegated sending).
+	IdentityARN string
+	// Tenant is the SES tenant name (TenantName).
+	Tenant string
+	// EndpointID is the SES multi-region endpoint id.
+	EndpointID string
 }
 
 // Accepted reports whether the message may be sent.
 func (d *Decision) Accepted() bool { return d.Reject == nil }
 
-// FromRewrite says how to replace the From field of a message whose author
-// address the tenant does not own (from_policy: rewrite). The headers
-// package performs the edit.
+// FromRewrite is the From field to write instead of the application's.
+// The headers package performs the edit exactly as described.
 type FromRewrite struct {
-	// NewFrom is the tenant's rewrite_from address (domain normalized).
+	// Cause is RewriteFromPolicy or RewriteDisplayName.
+	Cause string
+	// NewFrom is the From address to write: the tenant's rewrite_from
+	// (domain normalized) for RewriteFromPolicy, the original address for
+	// RewriteDisplayName.
 	NewFrom string
-	// DisplayName is "<original name or address> via <tenant>", UTF-8,
-	// without control characters; the header writer encodes it (RFC 2047).
+	// DisplayName is the name to write, UTF-8, without control characters
+	// ("" for none); the header writer encodes it (RFC 2047). For
+	// RewriteFromPolicy: "<original name, or original address> via
+	// <tenant>", foreign addresses removed from the name with display_name
+	// strip_addresses (the address fallback is then its local part).
 	DisplayName string
 	// Original is the From mailbox the application wrote, display name
-	// decoded. Format it with Original.String() when writing it back.
+	// decoded.
 	Original mail.Address
-	// AddReplyTo is true when the message has no Reply-To field: the
-	// original address then goes into a new Reply-To so that replies still
-	// reach the author.
-	AddReplyTo bool
+	// ReplyTo, when not "", is the address of a Reply-To field to add
+	// right after From: the original address, for RewriteFromPolicy when
+	// the message has no Reply-To, so that replies still reach the author.
+	ReplyTo string
 }
+
+// Causes of a FromRewrite.
+const (
+	RewriteFromPolicy  = "from_policy"
+	RewriteDisplayName = "display_name"
+)
 
 // Tag is one SES message tag.
 type Tag struct {

@@ -9,6 +9,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/sesrelay/sesrelay/address"
+	"github.com/sesrelay/sesrelay/config"
 )
 
 // Envelope is the SMTP envelope of one transaction.
@@ -28,6 +31,9 @@ const (
 	fieldResentSender = "Resent-Sender"
 	fieldReplyTo      = "Reply-To"
 	fieldConfigSet    = "X-Ses-Configuration-Set"
+
+	fieldListUnsubscribe     = "List-Unsubscribe"
+	fieldListUnsubscribePost = "List-Unsubscribe-Post"
 )
 
 // Names used in rejection details.
@@ -52,9 +58,8 @@ func (t *Tenant) checkMailFrom(addr string) *Rejection {
 	if addr == "" {
 		return nil
 	}
-	d, ok := domainOf(addr)
+	local, d, ok := address.Split(addr)
 	if ok {
-		local := addr[:len(addr)-len(d)-1]
 		ok = strings.IndexFunc(local, func(r rune) bool { return r < 0x20 || r == 0x7f || r == utf8.RuneError }) < 0
 	}
 	if !ok {
@@ -93,29 +98,54 @@ func (t *Tenant) Evaluate(env Envelope, h *textproto.Header) Decision {
 		d.Reject = r
 		return d
 	}
-	dom, _ := domainOf(from.Address) // net/mail guarantees an "@"
+	_, dom, _ := address.Split(from.Address) // net/mail guarantees an "@"
 	n, valid := normalizeDomain(dom)
 	if valid {
 		d.FromDomain = n
 	}
 	sendDomain := n
-	if !valid || !t.ownsNormalized(n) {
-		if !t.rewrite {
-			d.Reject = &Rejection{Reason: FromNotOwned, Field: fieldFrom, Detail: fmt.Sprintf(
-				"the From address %s is not in the domains of tenant %q; use an address in %s", quote(from.Address), t.Name, t.domainList)}
-			return d
-		}
-		name := cleanName(from.Name)
-		if name == "" {
-			name = cleanName(from.Address)
+	owned := valid && t.ownsNormalized(n)
+	// The display name matters only to a rewrite or to strip_addresses:
+	// the common case (an owned From, keep) does not clean it.
+	var name string
+	stripped := false
+	if !owned || t.stripNames {
+		name = address.CleanName(from.Name)
+	}
+	if t.stripNames {
+		name, stripped = address.StripAddresses(name, t.ownsNormalized)
+	}
+	switch {
+	case !owned && !t.rewrite:
+		d.Reject = &Rejection{Reason: FromNotOwned, Field: fieldFrom, Detail: fmt.Sprintf(
+			"the From address %s is not in the domains of tenant %q; use an address in %s", quote(from.Address), t.Name, t.domainList)}
+		return d
+	case !owned:
+		shown := name
+		if shown == "" {
+			shown = address.CleanName(from.Address)
+			if t.stripNames {
+				local, _, _ := address.Split(from.Address)
+				shown = address.CleanName(local)
+			}
 		}
 		d.Rewrite = &FromRewrite{
+			Cause:       RewriteFromPolicy,
 			NewFrom:     t.rewriteFrom,
-			DisplayName: name + " via " + t.Name,
-			Original:    mail.Address{Name: cleanName(from.Name), Address: from.Address},
-			AddReplyTo:  !h.Has(fieldReplyTo),
+			DisplayName: strings.TrimSpace(shown + " via " + t.Name),
+			Original:    mail.Address{Name: address.CleanName(from.Name), Address: from.Address},
+		}
+		if !h.Has(fieldReplyTo) {
+			d.Rewrite.ReplyTo = from.Address
 		}
 		sendDomain = t.rewriteDomain
+	case stripped:
+		d.Rewrite = &FromRewrite{
+			Cause:       RewriteDisplayName,
+			NewFrom:     from.Address,
+			DisplayName: name,
+			Original:    mail.Address{Name: address.CleanName(from.Name), Address: from.Address},
+		}
 	}
 
 	for _, f := range [...]struct {
@@ -151,7 +181,67 @@ func (t *Tenant) Evaluate(env Envelope, h *textproto.Header) Decision {
 	}
 
 	d.Tags = t.tags(h, sendDomain)
+	t.plan(&d, h)
 	return d
+}
+
+// plan fills in the edits of an accepted decision: the fields to strip,
+// the list, the unsubscribe action and the SES routing.
+func (t *Tenant) plan(d *Decision, h *textproto.Header) {
+	tc := t.Config
+	d.Strip = t.strip
+	if d.DKIM != nil {
+		d.Strip = t.stripSigned
+	}
+	lu := tc.ListUnsubscribe
+	if lu != nil && lu.ListIDHeader != "" {
+		d.List = topValue(h, lu.ListIDHeader)
+	}
+	mode := config.UnsubOff
+	if lu != nil {
+		mode = lu.Mode
+	}
+	// Whether the message has its own, once the fields to strip are gone.
+	has := false
+	for _, f := range []string{fieldListUnsubscribe, fieldListUnsubscribePost} {
+		if hasField(h, f) && !slices.ContainsFunc(d.Strip, func(s string) bool { return strings.EqualFold(s, f) }) {
+			has = true
+		}
+	}
+	switch {
+	case mode == config.UnsubRequire:
+		d.Unsubscribe.Action = UnsubscribeRequire
+	case mode == config.UnsubOff:
+	case has:
+		d.Unsubscribe.Action = UnsubscribeCheck
+	case mode == config.UnsubAdd:
+		d.Unsubscribe = Unsubscribe{Action: UnsubscribeAdd, URL: lu.URL, Mailto: lu.Mailto, Secret: lu.Secret}
+	}
+	d.SES = SES{Region: tc.Region, IdentityARN: tc.IdentityARN, Tenant: tc.SESTenant, EndpointID: tc.SESEndpointID}
+}
+
+// hasField reports whether h has a field called name, in any case
+// (textproto.Header canonicalizes only names that are HTTP tokens).
+func hasField(h *textproto.Header, name string) bool {
+	fs := h.Fields()
+	for fs.Next() {
+		if strings.EqualFold(fs.Key(), name) {
+			return true
+		}
+	}
+	return false
+}
+
+// topValue returns the trimmed value of the topmost field called name, in
+// any case, or "".
+func topValue(h *textproto.Header, name string) string {
+	fs := h.Fields()
+	for fs.Next() {
+		if strings.EqualFold(fs.Key(), name) {
+			return strings.TrimSpace(fs.Value())
+		}
+	}
+	return ""
 }
 
 // author returns the single From mailbox, or why there is none.
@@ -170,7 +260,7 @@ func (t *Tenant) author(h *textproto.Header) (*mail.Address, *Rejection) {
 	if v == "" {
 		return reject(FromMissing, "the From field is empty; put one address in %s there", t.domainList)
 	}
-	if hasGroup(v) {
+	if address.IsGroup(v) {
 		return reject(FromGroup, "the From field %s uses group syntax (\"name: addresses;\"); give a single address in %s", quote(v), t.domainList)
 	}
 	list, bad := parseMailboxes(v)
@@ -197,7 +287,7 @@ func (t *Tenant) checkMailboxes(h *textproto.Header, key string, reason Reason) 
 				"the %s field %s is not a valid list of addresses (%s)", key, quote(v), bad)}
 		}
 		for _, a := range list {
-			dom, _ := domainOf(a.Address)
+			_, dom, _ := address.Split(a.Address)
 			if n, ok := normalizeDomain(dom); !ok || !t.ownsNormalized(n) {
 				return &Rejection{Reason: reason, Field: key, Detail: fmt.Sprintf(
 					"the %s address %s is not in the domains of tenant %q; use an address in %s or remove the field", key, quote(a.Address), t.Name, t.domainList)}
@@ -254,9 +344,7 @@ func (t *Tenant) tags(h *textproto.Header, fromDomain string) []Tag {
 			continue
 		}
 		raw := strings.TrimSpace(h.Get(ht.header))
-		if dec, err := wordDecoder.DecodeHeader(raw); err == nil {
-			raw = strings.TrimSpace(dec)
-		}
+		raw = strings.TrimSpace(address.DecodeHeader(raw))
 		v := SanitizeTagValue(raw)
 		if v == "" {
 			continue
@@ -269,6 +357,24 @@ func (t *Tenant) tags(h *textproto.Header, fromDomain string) []Tag {
 	}
 	slices.SortFunc(tags, func(a, b Tag) int { return strings.Compare(a.Name, b.Name) })
 	return tags
+}
+
+// normalizeDomain is address.Domain for the policy's lookups: a domain
+// that does not normalize owns nothing.
+func normalizeDomain(d string) (string, bool) {
+	n, err := address.Domain(d)
+	return n, err == nil
+}
+
+// parseMailboxes parses an address-list field value that must not use
+// group syntax. It returns the mailboxes, or a short error text, escaped
+// (net/mail quotes the client's text in its errors).
+func parseMailboxes(v string) ([]*mail.Address, string) {
+	list, err := address.ParseList(v)
+	if err != nil {
+		return nil, escape(err.Error())
+	}
+	return list, ""
 }
 
 // trimWSP trims RFC 5322 white space (space and tab) around a field value.

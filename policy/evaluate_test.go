@@ -214,8 +214,9 @@ func TestRewrite(t *testing.T) {
 			name:   "foreign From with name",
 			header: "From: Jane Doe <jane@gmail.example>",
 			want: &FromRewrite{
+				Cause:   RewriteFromPolicy,
 				NewFrom: "noreply@rw.example.net", DisplayName: "Jane Doe via rw",
-				Original: mail.Address{Name: "Jane Doe", Address: "jane@gmail.example"}, AddReplyTo: true,
+				Original: mail.Address{Name: "Jane Doe", Address: "jane@gmail.example"}, ReplyTo: "jane@gmail.example",
 			},
 			domain: "gmail.example",
 		},
@@ -223,8 +224,9 @@ func TestRewrite(t *testing.T) {
 			name:   "foreign From without name",
 			header: "From: jane@gmail.example",
 			want: &FromRewrite{
+				Cause:   RewriteFromPolicy,
 				NewFrom: "noreply@rw.example.net", DisplayName: "jane@gmail.example via rw",
-				Original: mail.Address{Address: "jane@gmail.example"}, AddReplyTo: true,
+				Original: mail.Address{Address: "jane@gmail.example"}, ReplyTo: "jane@gmail.example",
 			},
 			domain: "gmail.example",
 		},
@@ -232,6 +234,7 @@ func TestRewrite(t *testing.T) {
 			name:   "existing Reply-To is kept",
 			header: "From: \"Jane\" <jane@gmail.example>\nReply-To: support@rw.example.net",
 			want: &FromRewrite{
+				Cause:   RewriteFromPolicy,
 				NewFrom: "noreply@rw.example.net", DisplayName: "Jane via rw",
 				Original: mail.Address{Name: "Jane", Address: "jane@gmail.example"},
 			},
@@ -241,8 +244,9 @@ func TestRewrite(t *testing.T) {
 			name:   "encoded name is decoded, controls removed",
 			header: "From: =?iso-8859-1?q?Ren=E9=09M=2E?= <rene@gmail.example>",
 			want: &FromRewrite{
+				Cause:   RewriteFromPolicy,
 				NewFrom: "noreply@rw.example.net", DisplayName: "René M. via rw",
-				Original: mail.Address{Name: "René M.", Address: "rene@gmail.example"}, AddReplyTo: true,
+				Original: mail.Address{Name: "René M.", Address: "rene@gmail.example"}, ReplyTo: "rene@gmail.example",
 			},
 			domain: "gmail.example",
 		},
@@ -250,8 +254,9 @@ func TestRewrite(t *testing.T) {
 			name:   "windows-1252 name",
 			header: "From: =?windows-1252?q?=93Q=94?= <q@gmail.example>",
 			want: &FromRewrite{
+				Cause:   RewriteFromPolicy,
 				NewFrom: "noreply@rw.example.net", DisplayName: "\u201cQ\u201d via rw",
-				Original: mail.Address{Name: "\u201cQ\u201d", Address: "q@gmail.example"}, AddReplyTo: true,
+				Original: mail.Address{Name: "\u201cQ\u201d", Address: "q@gmail.example"}, ReplyTo: "q@gmail.example",
 			},
 			domain: "gmail.example",
 		},
@@ -259,16 +264,18 @@ func TestRewrite(t *testing.T) {
 			name:   "single-label domain is rewritten",
 			header: "From: root@localhost",
 			want: &FromRewrite{
+				Cause:   RewriteFromPolicy,
 				NewFrom: "noreply@rw.example.net", DisplayName: "root@localhost via rw",
-				Original: mail.Address{Address: "root@localhost"}, AddReplyTo: true,
+				Original: mail.Address{Address: "root@localhost"}, ReplyTo: "root@localhost",
 			},
 		},
 		{
 			name:   "label-boundary trap is rewritten",
 			header: "From: x@evil-rw.example.net",
 			want: &FromRewrite{
+				Cause:   RewriteFromPolicy,
 				NewFrom: "noreply@rw.example.net", DisplayName: "x@evil-rw.example.net via rw",
-				Original: mail.Address{Address: "x@evil-rw.example.net"}, AddReplyTo: true,
+				Original: mail.Address{Address: "x@evil-rw.example.net"}, ReplyTo: "x@evil-rw.example.net",
 			},
 			domain: "evil-rw.example.net",
 		},

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sesrelay/sesrelay/address"
 	"github.com/sesrelay/sesrelay/config"
 )
 
@@ -51,6 +52,7 @@ type Tenant struct {
 	domainList string
 
 	rewrite       bool
+	stripNames    bool   // display_name: strip_addresses
 	rewriteFrom   string // local@normalized-domain
 	rewriteDomain string
 
@@ -63,6 +65,10 @@ type Tenant struct {
 
 	staticTags []Tag // sorted by name, excluding reserved names
 	headerTags []headerTag
+
+	// strip and stripSigned are Decision.Strip without and with signing;
+	// decisions share them.
+	strip, stripSigned []string
 }
 
 type headerTag struct {
@@ -127,15 +133,16 @@ func compileTenant(p *problems, path string, ct *config.Tenant) *Tenant {
 		configSets:   map[string]struct{}{},
 		dkim:         map[string]*config.DKIMKey{},
 		dkimRequired: ct.DKIMRequired,
+		stripNames:   ct.DisplayName == config.DisplayStripAddresses,
 	}
 	if len(ct.Domains) == 0 {
 		p.add(path+".domains", "at least one domain is required")
 	}
 	var shown []string
 	for j, d := range ct.Domains {
-		n, err := config.NormalizeDomain(d)
+		n, err := address.Pattern(d)
 		base, wild := strings.CutPrefix(n, "*.")
-		if err != nil || !validHostname(base) {
+		if err != nil {
 			p.add(fmt.Sprintf("%s.domains[%d]", path, j), "not a domain name: %q", d)
 			continue
 		}
@@ -154,9 +161,9 @@ func compileTenant(p *problems, path string, ct *config.Tenant) *Tenant {
 		t.rewrite = true
 		a, err := mail.ParseAddress(ct.RewriteFrom)
 		var n string
-		ok := err == nil && a.Name == "" && isASCII(a.Address)
+		ok := err == nil && a.Name == "" && address.IsASCII(a.Address)
 		if ok {
-			d, _ := domainOf(a.Address)
+			_, d, _ := address.Split(a.Address)
 			n, ok = normalizeDomain(d)
 		}
 		switch {
@@ -170,6 +177,11 @@ func compileTenant(p *problems, path string, ct *config.Tenant) *Tenant {
 		}
 	default:
 		p.add(path+".from_policy", "must be reject or rewrite, got %q", ct.FromPolicy)
+	}
+	switch ct.DisplayName {
+	case "", config.DisplayKeep, config.DisplayStripAddresses:
+	default:
+		p.add(path+".display_name", "must be keep or strip_addresses, got %q", ct.DisplayName)
 	}
 
 	var sets []string
@@ -252,6 +264,16 @@ func compileTenant(p *problems, path string, ct *config.Tenant) *Tenant {
 			p.add(path+".header_tags."+t.headerTags[i].header, "tag %q is also set by header %s", t.headerTags[i].tag, t.headerTags[i-1].header)
 		}
 	}
+
+	t.strip = append([]string(nil), ct.StripHeaders...)
+	for _, ht := range t.headerTags {
+		t.strip = append(t.strip, ht.header)
+	}
+	if lu := ct.ListUnsubscribe; lu != nil && lu.ListIDHeader != "" {
+		t.strip = append(t.strip, lu.ListIDHeader)
+	}
+	t.strip = slices.Clip(t.strip)
+	t.stripSigned = append(slices.Clone(t.strip), "DKIM-Signature")
 	return t
 }
 
@@ -333,15 +355,6 @@ func validHeaderName(s string) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] < '!' || s[i] > '~' || s[i] == ':' {
-			return false
-		}
-	}
-	return true
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
 			return false
 		}
 	}

@@ -31,12 +31,19 @@ var (
 	errBadAddress    = reply(501, smtp.EnhancedCode{5, 1, 3}, "Bad address syntax")
 	errNonASCIIAddr  = reply(553, smtp.EnhancedCode{5, 6, 7}, "Non-ASCII local part is not supported (no SMTPUTF8)")
 	errTooLarge      = reply(552, smtp.EnhancedCode{5, 3, 4}, "Message too big")
-	errTooManyRcpts  = reply(452, smtp.EnhancedCode{4, 5, 3}, "Too many recipients")
 	errShuttingDown  = reply(421, smtp.EnhancedCode{4, 3, 2}, "Service shutting down, try again later")
 	errDataAborted   = reply(451, smtp.EnhancedCode{4, 3, 0}, "Message transfer aborted")
 	errLineTooLong   = reply(554, smtp.EnhancedCode{5, 6, 0}, "Message rejected: a line is longer than 998 characters (SES and RFC 5322 limit)")
 	errTenantConns   = reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many connections for this account, try again later")
 )
+
+// errTooManyRcpts is 452 4.5.3 (RFC 5321 4.5.3.1.10: the client sends the
+// rest in another transaction), in go-smtp's words: go-smtp answers a
+// recipient over server.max_recipients itself, before the session sees it,
+// and explain must say the same.
+func errTooManyRcpts(max int) *smtp.SMTPError {
+	return reply(452, smtp.EnhancedCode{4, 5, 3}, fmt.Sprintf("Maximum limit of %v recipients reached", max))
+}
 
 func errMailFromNotOwned(addr string) *smtp.SMTPError {
 	return reply(550, smtp.EnhancedCode{5, 7, 1}, fmt.Sprintf("Sender address <%s> is not in this account's domains", addr))

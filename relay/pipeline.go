@@ -45,18 +45,14 @@ func refusal(reply *smtp.SMTPError, reason, detail string) *Prepared {
 	return &Prepared{Refusal: reply, Reason: reason, Detail: detail}
 }
 
-// prepare runs the pipeline without sending: read → policy → hygiene →
-// prepare (Date, Message-ID) → rewrite → unsubscribe headers → sign. Data
-// calls it before Sender.Send; `sesrelay explain` prints what it returns.
+// Prepare runs the pipeline without sending: read → policy → apply the
+// decision's edits (hygiene, Date and Message-ID, From, unsubscribe
+// headers) → sign. The live session calls it before Sender.Send, `sesrelay
+// explain` prints what it returns. The decision is the whole plan: Prepare
+// makes no policy choice and reads no tenant configuration of its own.
 // The data flows one way: no step calls back into an earlier one.
-func (s *Server) prepare(st *state, t *policy.Tenant, env Envelope, raw []byte, ref string) *Prepared {
-	cfg := st.cfg
-	tc := t.Config
-	mode := headers.NormalizeBareNewlines
-	if cfg.Server.BareNewlines == "reject" {
-		mode = headers.RejectBareNewlines
-	}
-	msg, err := headers.Read(raw, mode)
+func (pl *Pipeline) Prepare(t *policy.Tenant, env Envelope, raw []byte, ref string) *Prepared {
+	msg, err := headers.Read(raw, pl.BareNewlines)
 	if err != nil {
 		var fe *headers.FormatError
 		if !errors.As(err, &fe) {
@@ -67,7 +63,7 @@ func (s *Server) prepare(st *state, t *policy.Tenant, env Envelope, raw []byte, 
 	h := &msg.Header
 
 	// Policy reads the header as the client wrote it (X-SES-CONFIGURATION-SET
-	// and header_tags included); hygiene removes those fields afterwards.
+	// and header_tags included); the edits remove those fields afterwards.
 	d := t.Evaluate(policy.Envelope{From: env.From, To: env.To}, h)
 	if d.Reject != nil {
 		content := policy.ClassOf(d.Reject.Reason) == policy.ClassContent
@@ -77,24 +73,12 @@ func (s *Server) prepare(st *state, t *policy.Tenant, env Envelope, raw []byte, 
 	}
 
 	headers.StripSES(h)
-	headers.Strip(h, tc.StripHeaders)
-	for name := range tc.HeaderTags {
-		headers.TakeField(h, name)
-	}
-	list := ""
-	lu := tc.ListUnsubscribe
-	if lu != nil && lu.ListIDHeader != "" {
-		list, _ = headers.TakeField(h, lu.ListIDHeader)
-	}
-	if d.DKIM != nil {
-		// SES accepts one DKIM-Signature; the relay's replaces the client's.
-		headers.Strip(h, []string{"DKIM-Signature"})
-	}
-	if err := headers.Prepare(h, s.now(), func() string { return ref + "@" + cfg.Server.Hostname }); err != nil {
+	headers.Strip(h, d.Strip)
+	if err := headers.Prepare(h, pl.Now(), func() string { return ref + "@" + pl.Hostname }); err != nil {
 		return refusal(errFormat(&headers.FormatError{Reason: err.Error()}), "malformed", err.Error())
 	}
-	if d.Rewrite != nil {
-		if err := headers.FromRewrite(h, d.Rewrite.NewFrom, t.Name); err != nil {
+	if rw := d.Rewrite; rw != nil {
+		if err := headers.FromRewrite(h, headers.FromEdit{Name: rw.DisplayName, Address: rw.NewFrom, ReplyTo: rw.ReplyTo}); err != nil {
 			var fe *headers.FormatError
 			if errors.As(err, &fe) {
 				return refusal(errFormat(fe), "malformed", err.Error())
@@ -111,49 +95,44 @@ func (s *Server) prepare(st *state, t *policy.Tenant, env Envelope, raw []byte, 
 
 	base := Request{
 		Tenant:           t.Name,
-		Region:           tc.Region,
+		Region:           d.SES.Region,
 		EnvelopeFrom:     env.From,
 		ConfigurationSet: d.ConfigurationSet,
 		Tags:             requestTags(d.Tags),
-		IdentityARN:      tc.IdentityARN,
-		SESTenant:        tc.SESTenant,
-		EndpointID:       tc.SESEndpointID,
+		IdentityARN:      d.SES.IdentityARN,
+		SESTenant:        d.SES.Tenant,
+		EndpointID:       d.SES.EndpointID,
 		// SES click/open tracking rewrites the body and would break the
 		// relay's body hash.
 		DisableTracking: d.DKIM != nil,
 	}
 	p := &Prepared{Decision: d}
 
-	unsubMode := config.UnsubOff
-	if lu != nil {
-		unsubMode = lu.Mode
-	}
-	has := headers.HasListUnsubscribe(h)
-	switch {
-	case unsubMode == config.UnsubRequire || (has && unsubMode != config.UnsubOff):
+	switch u := d.Unsubscribe; u.Action {
+	case policy.UnsubscribeRequire, policy.UnsubscribeCheck:
 		if err := headers.ValidateListUnsubscribe(h); err != nil {
-			if !has && unsubMode == config.UnsubRequire {
+			if u.Action == policy.UnsubscribeCheck {
+				return refusal(errFormat(asFormat(err)), "unsubscribe_invalid", err.Error())
+			}
+			if !headers.HasListUnsubscribe(h) {
 				return refusal(errPolicy(false, "tenant "+t.Name+" requires one-click unsubscribe: add List-Unsubscribe with an https URI and List-Unsubscribe-Post: List-Unsubscribe=One-Click (RFC 8058)"),
 					"unsubscribe_missing", err.Error())
 			}
-			if unsubMode == config.UnsubRequire {
-				return refusal(errPolicy(false, "one-click unsubscribe headers are invalid: "+err.Error()), "unsubscribe_invalid", err.Error())
-			}
-			return refusal(errFormat(asFormat(err)), "unsubscribe_invalid", err.Error())
+			return refusal(errPolicy(false, "one-click unsubscribe headers are invalid: "+err.Error()), "unsubscribe_invalid", err.Error())
 		}
-	case unsubMode == config.UnsubAdd && !has:
+	case policy.UnsubscribeAdd:
 		// A per-recipient token needs a per-recipient header: one request
 		// per recipient.
 		p.PerRecipient = true
 		for _, rcpt := range env.To {
 			m := &headers.Message{Header: h.Copy(), Body: msg.Body}
-			claims := headers.UnsubscribeClaims{Tenant: t.Name, List: list, Recipient: rcpt}
-			token := headers.UnsubscribeToken(lu.Secret, t.Name, list, rcpt)
-			u := headers.ExpandUnsubscribeURL(lu.URL, claims, token)
-			if err := headers.AddListUnsubscribe(&m.Header, u, lu.Mailto); err != nil {
+			claims := headers.UnsubscribeClaims{Tenant: t.Name, List: d.List, Recipient: rcpt}
+			token := headers.UnsubscribeToken(u.Secret, t.Name, d.List, rcpt)
+			link := headers.ExpandUnsubscribeURL(u.URL, claims, token)
+			if err := headers.AddListUnsubscribe(&m.Header, link, u.Mailto); err != nil {
 				return refusal(errSigning(ref), "unsubscribe_config", err.Error())
 			}
-			if r := s.sign(m, d.DKIM, ref); r != nil {
+			if r := pl.sign(m, d.DKIM, ref); r != nil {
 				return r
 			}
 			req := base
@@ -167,7 +146,7 @@ func (s *Server) prepare(st *state, t *policy.Tenant, env Envelope, raw []byte, 
 		return p
 	}
 
-	if r := s.sign(msg, d.DKIM, ref); r != nil {
+	if r := pl.sign(msg, d.DKIM, ref); r != nil {
 		return r
 	}
 	req := base
@@ -180,13 +159,13 @@ func (s *Server) prepare(st *state, t *policy.Tenant, env Envelope, raw []byte, 
 
 // sign DKIM-signs m with key (nil: no signing). It fails closed: a
 // signing error refuses the message with 451 4.3.0, never sends unsigned.
-func (s *Server) sign(m *headers.Message, key *config.DKIMKey, ref string) *Prepared {
+func (pl *Pipeline) sign(m *headers.Message, key *config.DKIMKey, ref string) *Prepared {
 	if key == nil {
 		return nil
 	}
 	err := headers.Sign(m, headers.SignOptions{
 		Domain: key.Domain, Selector: key.Selector, Signer: key.Signer,
-		Expiration: key.Expiration, Now: s.now,
+		Expiration: key.Expiration, Now: pl.Now,
 	})
 	if err != nil {
 		// A message that cannot be signed as it is (e.g. no single From)
@@ -220,7 +199,7 @@ func requestTags(ts []policy.Tag) []Tag {
 // success).
 func (s *Server) deliver(ctx context.Context, st *state, t *policy.Tenant, env Envelope, raw []byte, ref string, log *zap.Logger) *smtp.SMTPError {
 	start := time.Now()
-	p := s.prepare(st, t, env, raw, ref)
+	p := st.pipe.Prepare(t, env, raw, ref)
 	if p.Refusal != nil {
 		lvl := log.Info
 		if p.Refusal.Code/100 == 4 {
@@ -297,29 +276,4 @@ func memoryKey(tenant, from string, raw []byte) [32]byte {
 	var k [32]byte
 	copy(k[:], h.Sum(nil))
 	return k
-}
-
-var errNonASCII = errors.New("non-ASCII local part")
-
-// normalizeRecipient checks an envelope recipient and converts its domain
-// to ASCII (SES has no SMTPUTF8: the local part must be ASCII).
-func normalizeRecipient(addr string) (string, error) {
-	at := strings.LastIndexByte(addr, '@')
-	if at <= 0 || at == len(addr)-1 {
-		return "", errors.New("no domain")
-	}
-	local := addr[:at]
-	for i := 0; i < len(local); i++ {
-		if local[i] >= 0x80 {
-			return "", errNonASCII
-		}
-		if local[i] < 0x21 && !strings.HasPrefix(local, `"`) {
-			return "", errors.New("bad local part")
-		}
-	}
-	d, err := config.NormalizeDomain(addr[at+1:])
-	if err != nil || strings.HasPrefix(d, "*.") {
-		return "", errors.New("bad domain")
-	}
-	return local + "@" + d, nil
 }

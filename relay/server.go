@@ -39,6 +39,7 @@ type state struct {
 	gen   uint64
 	cfg   *config.Config
 	rules *policy.Rules
+	pipe  *Pipeline // the MAIL and RCPT checks and Prepare (check.go)
 	cert  *tls.Certificate
 	tls   *tls.Config // handshakes of new connections (tls.go)
 	dummy *config.PasswordHash
@@ -125,11 +126,11 @@ func (s *Server) build(cfg *config.Config) (*state, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server.tls: %w", err)
 	}
-	rules, err := policy.Compile(cfg)
+	pipe, err := NewPipeline(cfg, s.now)
 	if err != nil {
 		return nil, err
 	}
-	st := &state{gen: s.gen.Add(1), cfg: cfg, rules: rules, cert: cert, tls: snapshotTLS(cfg, cert)}
+	st := &state{gen: s.gen.Add(1), cfg: cfg, rules: pipe.Rules, pipe: pipe, cert: cert, tls: snapshotTLS(cfg, cert)}
 	for _, t := range cfg.Tenants {
 		if len(t.Users) > 0 {
 			st.dummy = config.DummyLike(t.Users[0].Hash)

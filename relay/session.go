@@ -179,15 +179,13 @@ func (sess *Session) Mail(from string, opts *smtp.MailOptions) error {
 		}
 		return errShuttingDown
 	}
-	if d := sess.tenant.CheckMailFrom(from); d != nil {
-		sess.log.Info("mail from refused", zap.String("mail_from", from), zap.String("reason", string(d.Reject.Reason)))
-		sess.srv.metrics.message(sess.tenant.Name, "rejected", string(d.Reject.Reason), 0)
-		if d.Reject.Reason == policy.AddressInvalid {
-			return errBadAddress
-		}
-		return errMailFromNotOwned(from)
+	sender, r := sess.st.pipe.CheckMail(sess.tenant, from)
+	if r != nil {
+		sess.log.Info("mail from refused", zap.String("mail_from", from), zap.String("reason", r.Reason))
+		sess.srv.metrics.message(sess.tenant.Name, "rejected", r.Reason, 0)
+		return r.Reply
 	}
-	sess.from = from
+	sess.from = sender
 	sess.rcpts = sess.rcpts[:0]
 	sess.sizeHint = 0
 	if opts != nil {
@@ -203,22 +201,13 @@ func (sess *Session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if sess.tenant == nil {
 		return errAuthRequired
 	}
-	addr, err := normalizeRecipient(to)
-	if err != nil {
-		if errors.Is(err, errNonASCII) {
-			return errNonASCIIAddr
-		}
-		return errBadAddress
+	addr, dup, r := sess.st.pipe.CheckRcpt(sess.rcpts, to)
+	if r != nil {
+		return r.Reply
 	}
-	for _, r := range sess.rcpts {
-		if r == addr {
-			return nil // the same recipient twice is one delivery
-		}
+	if !dup {
+		sess.rcpts = append(sess.rcpts, addr)
 	}
-	if len(sess.rcpts) >= sess.st.cfg.Server.MaxRecipients {
-		return errTooManyRcpts
-	}
-	sess.rcpts = append(sess.rcpts, addr)
 	return nil
 }
 

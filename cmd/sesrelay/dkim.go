@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/sesrelay/sesrelay/address"
 	"github.com/sesrelay/sesrelay/config"
 	"github.com/sesrelay/sesrelay/headers"
 )
@@ -86,7 +87,7 @@ func dkimParseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) int {
 
 // dkimKeyName checks domain and selector and returns the normalized domain.
 func dkimKeyName(cmd, domain, selector string, stderr io.Writer) (string, int) {
-	d, err := config.NormalizeDomain(domain)
+	d, err := address.Pattern(domain)
 	if err != nil {
 		return "", dkimUsageError(stderr, cmd, "--domain: %v", err)
 	}

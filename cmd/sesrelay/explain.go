@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/sesrelay/sesrelay/config"
+	"github.com/sesrelay/sesrelay/policy"
 	"github.com/sesrelay/sesrelay/relay"
 )
 
@@ -57,16 +58,15 @@ func cmdExplain(_ context.Context, args []string, stdin io.Reader, stdout, stder
 		fmt.Fprintf(stderr, "%v\n", err)
 		return 1
 	}
-	nothing := relay.SenderFunc(func(context.Context, *relay.Request) (*relay.Result, error) {
-		panic("explain never sends")
-	})
-	srv, err := relay.NewServer(cfg, relay.Options{Sender: nothing})
+	// The same pipeline a live session runs, without listeners, TLS,
+	// password hashes or a sender: explain cannot send.
+	pipe, err := relay.NewPipeline(cfg, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "%v\n", err)
 		return 1
 	}
 	from := strings.Trim(*mailFrom, "<>")
-	ex, err := srv.Explain(*user, relay.Envelope{From: from, To: rcpts}, raw, "explain")
+	ex, err := pipe.Explain(*user, relay.Envelope{From: from, To: rcpts}, raw, "explain")
 	if err != nil {
 		fmt.Fprintf(stderr, "sesrelay: %v\n", err)
 		return 1
@@ -96,8 +96,12 @@ func printExplanation(w io.Writer, cfg *config.Config, user, from string, rcpts 
 	}
 	d := p.Decision
 	fmt.Fprintf(w, "from:      domain %s", d.FromDomain)
-	if d.Rewrite != nil {
-		fmt.Fprintf(w, ", rewritten to %s (from_policy: rewrite)", d.Rewrite.NewFrom)
+	switch {
+	case d.Rewrite == nil:
+	case d.Rewrite.Cause == policy.RewriteDisplayName:
+		fmt.Fprintf(w, ", display name %q (display_name: strip_addresses)", d.Rewrite.DisplayName)
+	default:
+		fmt.Fprintf(w, ", rewritten to %s (from_policy: rewrite), original %s", d.Rewrite.NewFrom, d.Rewrite.Original.String())
 	}
 	fmt.Fprintln(w)
 	if d.DKIM != nil {
