@@ -9,6 +9,7 @@ need_apt=()
 command -v swaks >/dev/null || need_apt+=(swaks)
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v haproxy >/dev/null || need_apt+=(haproxy) # relay: TestProxyBehindHAProxy
+command -v python3 >/dev/null || need_apt+=(python3) # relay: TestUnstuffPythonSmtplib
 if [ ${#need_apt[@]} -gt 0 ]; then
 	SUDO=""
 	[ "$(id -u)" = 0 ] || SUDO=sudo
