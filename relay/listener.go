@@ -101,6 +101,7 @@ func (l *limitListener) admit(c net.Conn, via net.Addr) net.Conn {
 	l.srv.trackConn(tc)
 	l.srv.metrics.connOpened(tc.listener)
 	if l.implicit != nil {
+		tc.implicitTLS = true
 		return tls.Server(tc, l.implicit)
 	}
 	return tc
@@ -170,6 +171,10 @@ type trackedConn struct {
 	dataDeadline atomic.Int64
 	closeAfter   atomic.Bool
 	closeOnce    sync.Once
+	// Shutdown of an idle connection (shutdown.go).
+	shutdown    atomic.Bool
+	saidBye     atomic.Bool
+	implicitTLS bool
 	session      atomic.Pointer[Session]
 
 	id       string
@@ -197,7 +202,11 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 		}
 		_ = c.Conn.SetReadDeadline(dl)
 	}
-	return c.Conn.Read(b)
+	n, err := c.Conn.Read(b)
+	if err != nil && c.shutdown.Load() {
+		err = c.sayShutdown(err) // shutdown.go
+	}
+	return n, err
 }
 
 // startData caps the time for reading one message body; endData lifts
