@@ -171,11 +171,12 @@ type trackedConn struct {
 	dataDeadline atomic.Int64
 	closeAfter   atomic.Bool
 	closeOnce    sync.Once
+	session      atomic.Pointer[Session]
+
 	// Shutdown of an idle connection (shutdown.go).
 	shutdown    atomic.Bool
 	saidBye     atomic.Bool
 	implicitTLS bool
-	session      atomic.Pointer[Session]
 
 	id       string
 	listener string
