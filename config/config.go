@@ -52,7 +52,8 @@ func Defaults() Config {
 
 // defaultElements sets the defaults of keys inside lists, which the
 // Defaults literal cannot hold: server.listeners[].tls,
-// tenants[].from_policy and tenants[].list_unsubscribe.mode.
+// tenants[].from_policy, tenants[].long_lines and
+// tenants[].list_unsubscribe.mode.
 func (c *Config) defaultElements() {
 	for i := range c.Server.Listeners {
 		if c.Server.Listeners[i].TLS == "" {
@@ -63,6 +64,9 @@ func (c *Config) defaultElements() {
 		t := &c.Tenants[i]
 		if t.FromPolicy == "" {
 			t.FromPolicy = FromReject
+		}
+		if t.LongLines == "" {
+			t.LongLines = LongLinesReject
 		}
 		if t.ListUnsubscribe != nil && t.ListUnsubscribe.Mode == "" {
 			t.ListUnsubscribe.Mode = UnsubOff
@@ -226,6 +230,9 @@ type Tenant struct {
 	DKIMRequired             bool              `mapstructure:"dkim_required"`
 	MaxSendRate              float64           `mapstructure:"max_send_rate"`
 	MaxConnections           int               `mapstructure:"max_connections"`
+	// LongLines is what a body line over 998 characters gets: reject
+	// (554 5.6.0) or encode (its MIME part re-encoded, headers/longlines.go).
+	LongLines string `mapstructure:"long_lines"`
 	// DeliveryMode overrides delivery.mode for this tenant ("" inherits).
 	DeliveryMode string      `mapstructure:"delivery_mode"`
 	Queue        TenantQueue `mapstructure:"queue"`
@@ -235,6 +242,12 @@ type Tenant struct {
 const (
 	FromReject  = "reject"
 	FromRewrite = "rewrite"
+)
+
+// tenants[].long_lines values.
+const (
+	LongLinesReject = "reject"
+	LongLinesEncode = "encode"
 )
 
 // User is one SMTP AUTH credential of a tenant.
