@@ -11,6 +11,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"go.uber.org/zap"
+
+	"github.com/sesrelay/sesrelay/config"
 )
 
 // readMessage reads one DATA upload from r into buf and returns the
@@ -26,6 +28,12 @@ func (sess *Session) readMessage(r io.Reader, buf *bytes.Buffer) ([]byte, error)
 		max = sess.conn.Server().MaxMessageBytes
 	}
 	widened := widenDataLimit(r)
+	if widened && sess.conn != nil && sess.tenant.Config.LongLines == config.LongLinesEncode {
+		// The tenant's long lines are re-encoded (tenants[].long_lines):
+		// go-smtp must not cut them off at MaxLineLength on the way in.
+		// Only for DATA: BDAT lifts the limit itself, from another goroutine.
+		defer liftLineLimit(sess.conn)()
+	}
 	if _, err := buf.ReadFrom(r); err != nil {
 		return nil, err
 	}
@@ -70,6 +78,34 @@ func widenDataLimit(r io.Reader) bool {
 	p := (*int64)(unsafe.Pointer(n.UnsafeAddr()))
 	*p++
 	return true
+}
+
+// liftLineLimit removes go-smtp's cap on the length of a line read from
+// c (Server.MaxLineLength, 2000) until the returned func restores it; the
+// message size limit still bounds what is read. go-smtp keeps the cap in
+// an unexported reader of the Conn (v0.25.1, v0.26.0), so this reaches in
+// by reflection and does nothing when the layout is not the expected one
+// (TestLongLinesEncode fails then). It must run in the connection's
+// goroutine (Data for DATA). Remove when go-smtp lets a session lift the
+// cap for DATA as it does for BDAT.
+func liftLineLimit(c *smtp.Conn) (restore func()) {
+	noop := func() {}
+	v := reflect.ValueOf(c)
+	if v.Kind() != reflect.Pointer || v.IsNil() {
+		return noop
+	}
+	f := v.Elem().FieldByName("lineLimitReader")
+	if !f.IsValid() || f.Kind() != reflect.Pointer || f.IsNil() || f.Elem().Kind() != reflect.Struct {
+		return noop
+	}
+	ll := f.Elem().FieldByName("LineLimit")
+	if !ll.IsValid() || ll.Kind() != reflect.Int {
+		return noop
+	}
+	p := (*int)(unsafe.Pointer(ll.UnsafeAddr()))
+	old := *p
+	*p = 0
+	return func() { *p = old }
 }
 
 // unstuffAfterBareLF removes the dot a client stuffed at the start of a

@@ -56,6 +56,9 @@ func (s *Server) prepare(st *state, t *policy.Tenant, env Envelope, raw []byte, 
 	if cfg.Server.BareNewlines == "reject" {
 		mode = headers.RejectBareNewlines
 	}
+	if tc.LongLines == config.LongLinesEncode {
+		raw = headers.EncodeLongLines(raw, mode) // tenants[].long_lines
+	}
 	msg, err := headers.Read(raw, mode)
 	if err != nil {
 		var fe *headers.FormatError
