@@ -51,7 +51,7 @@ func EncodeLongLines(raw []byte, mode BareNewlines) []byte {
 		return raw
 	}
 	if !h.Has("Mime-Version") && h.Has("Content-Transfer-Encoding") {
-		h.Set("MIME-Version", "1.0")
+		h.AddRaw([]byte("MIME-Version: 1.0\r\n")) // Set would write Mime-Version
 	}
 	return joinEntity(h, out)
 }
