@@ -52,7 +52,7 @@ func Defaults() Config {
 
 // defaultElements sets the defaults of keys inside lists, which the
 // Defaults literal cannot hold: server.listeners[].tls,
-// tenants[].from_policy, tenants[].display_name and
+// tenants[].from_policy, tenants[].display_name, tenants[].long_lines and
 // tenants[].list_unsubscribe.mode.
 func (c *Config) defaultElements() {
 	for i := range c.Server.Listeners {
@@ -67,6 +67,9 @@ func (c *Config) defaultElements() {
 		}
 		if t.DisplayName == "" {
 			t.DisplayName = DisplayKeep
+		}
+		if t.LongLines == "" {
+			t.LongLines = LongLinesReject
 		}
 		if t.ListUnsubscribe != nil && t.ListUnsubscribe.Mode == "" {
 			t.ListUnsubscribe.Mode = UnsubOff
@@ -233,6 +236,9 @@ type Tenant struct {
 	DKIMRequired    bool             `mapstructure:"dkim_required"`
 	MaxSendRate     float64          `mapstructure:"max_send_rate"`
 	MaxConnections  int              `mapstructure:"max_connections"`
+	// LongLines is what a body line over 998 characters gets: reject
+	// (554 5.6.0) or encode (its MIME part re-encoded, headers/longlines.go).
+	LongLines string `mapstructure:"long_lines"`
 	// DeliveryMode overrides delivery.mode for this tenant ("" inherits).
 	DeliveryMode string      `mapstructure:"delivery_mode"`
 	Queue        TenantQueue `mapstructure:"queue"`
@@ -248,6 +254,12 @@ const (
 const (
 	DisplayKeep           = "keep"
 	DisplayStripAddresses = "strip_addresses"
+)
+
+// tenants[].long_lines values.
+const (
+	LongLinesReject = "reject"
+	LongLinesEncode = "encode"
 )
 
 // User is one SMTP AUTH credential of a tenant.

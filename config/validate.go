@@ -394,6 +394,9 @@ func (c *Config) validateTenants(p *problems) {
 		default:
 			p.add(path+".display_name", "must be keep or strip_addresses, got %q", t.DisplayName)
 		}
+		if t.LongLines != LongLinesReject && t.LongLines != LongLinesEncode {
+			p.add(path+".long_lines", "must be reject or encode, got %q", t.LongLines)
+		}
 		for j, h := range t.StripHeaders {
 			if !headerName.MatchString(h) {
 				p.add(fmt.Sprintf("%s.strip_headers[%d]", path, j), "not a header field name: %q", h)

@@ -72,8 +72,13 @@ func CheckUnique(h *textproto.Header) error {
 }
 
 // CheckASCII returns a *FormatError naming the first field whose name or
-// value holds a byte outside 7-bit ASCII. SES has no SMTPUTF8: non-ASCII
-// text must be RFC 2047 encoded, addresses must be ASCII (punycode domains).
+// value holds a byte outside 7-bit ASCII, or a control character other
+// than tab (NUL, ESC, DEL ...; CR and LF only as the CRLF that ends a line
+// or folds one). SES has no SMTPUTF8: non-ASCII text must be RFC 2047
+// encoded, addresses must be ASCII (punycode domains). RFC 5322 field
+// bodies are printable characters and whitespace: a NUL in Subject or To
+// is read differently by different parsers (text after it hidden, or a
+// field smuggled behind it).
 func CheckASCII(h *textproto.Header) error {
 	fs := h.Fields()
 	for fs.Next() {
@@ -82,8 +87,11 @@ func CheckASCII(h *textproto.Header) error {
 			return &FormatError{Field: fs.Key(), Reason: err.Error()}
 		}
 		for _, c := range raw {
-			if c >= 0x80 {
+			switch {
+			case c >= 0x80:
 				return &FormatError{Field: fs.Key(), Reason: "non-ASCII characters; encode with RFC 2047"}
+			case (c < 0x20 && c != '\t' && c != '\r' && c != '\n') || c == 0x7f:
+				return &FormatError{Field: fs.Key(), Reason: fmt.Sprintf("control character 0x%02X (only tab is allowed in a header)", c)}
 			}
 		}
 	}

@@ -304,3 +304,20 @@ func TestFormatField(t *testing.T) {
 		t.Errorf("a 998-character line was refused: %v", err)
 	}
 }
+
+func TestCheckASCIIControls(t *testing.T) {
+	m := mustRead(t, msg("From: a@example.com", "Subject: tab\tis fine", "X-Folded: first", "\tsecond", "", "body \x00 is not checked here"))
+	if err := CheckASCII(&m.Header); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ field, line, code string }{
+		{"Subject", "Subject: hi\x00From: ceo@victim.com", "0x00"},
+		{"To", "To: a@exa\x00mple.org", "0x00"},
+		{"Subject", "Subject: esc \x1b[31m", "0x1B"},
+		{"X-Del", "X-Del: a\x7fb", "0x7F"},
+		{"X-Vt", "X-Vt: a\x0bb", "0x0B"},
+	} {
+		m := mustRead(t, msg("From: a@example.com", tc.line, "", ""))
+		wantFormatError(t, CheckASCII(&m.Header), tc.field, "control character "+tc.code)
+	}
+}

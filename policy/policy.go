@@ -45,6 +45,9 @@ type Tenant struct {
 	// Config is the tenant's configuration. It belongs to the Config given
 	// to Compile and must not be modified.
 	Config *config.Tenant
+	// EncodeLongLines: a body line over 998 characters has its MIME part
+	// re-encoded before the message is read (tenants[].long_lines).
+	EncodeLongLines bool
 
 	exact map[string]struct{} // "example.com"
 	wild  map[string]struct{} // "example.com" for "*.example.com"
@@ -126,14 +129,15 @@ func (p *problems) add(path, format string, args ...any) {
 
 func compileTenant(p *problems, path string, ct *config.Tenant) *Tenant {
 	t := &Tenant{
-		Name:         ct.Name,
-		Config:       ct,
-		exact:        map[string]struct{}{},
-		wild:         map[string]struct{}{},
-		configSets:   map[string]struct{}{},
-		dkim:         map[string]*config.DKIMKey{},
-		dkimRequired: ct.DKIMRequired,
-		stripNames:   ct.DisplayName == config.DisplayStripAddresses,
+		Name:            ct.Name,
+		Config:          ct,
+		exact:           map[string]struct{}{},
+		wild:            map[string]struct{}{},
+		configSets:      map[string]struct{}{},
+		dkim:            map[string]*config.DKIMKey{},
+		dkimRequired:    ct.DKIMRequired,
+		stripNames:      ct.DisplayName == config.DisplayStripAddresses,
+		EncodeLongLines: ct.LongLines == config.LongLinesEncode,
 	}
 	if len(ct.Domains) == 0 {
 		p.add(path+".domains", "at least one domain is required")

@@ -33,6 +33,7 @@ var (
 	errTooLarge      = reply(552, smtp.EnhancedCode{5, 3, 4}, "Message too big")
 	errShuttingDown  = reply(421, smtp.EnhancedCode{4, 3, 2}, "Service shutting down, try again later")
 	errDataAborted   = reply(451, smtp.EnhancedCode{4, 3, 0}, "Message transfer aborted")
+	errDataTimeout   = reply(421, smtp.EnhancedCode{4, 4, 2}, "Timeout reading the message, closing connection")
 	errLineTooLong   = reply(554, smtp.EnhancedCode{5, 6, 0}, "Message rejected: a line is longer than 998 characters (SES and RFC 5322 limit)")
 	errTenantConns   = reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many connections for this account, try again later")
 )

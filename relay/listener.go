@@ -101,6 +101,7 @@ func (l *limitListener) admit(c net.Conn, via net.Addr) net.Conn {
 	l.srv.trackConn(tc)
 	l.srv.metrics.connOpened(tc.listener)
 	if l.implicit != nil {
+		tc.implicitTLS = true
 		return tls.Server(tc, l.implicit)
 	}
 	return tc
@@ -172,6 +173,11 @@ type trackedConn struct {
 	closeOnce    sync.Once
 	session      atomic.Pointer[Session]
 
+	// Shutdown of an idle connection (shutdown.go).
+	shutdown    atomic.Bool
+	saidBye     atomic.Bool
+	implicitTLS bool
+
 	id       string
 	listener string
 	start    time.Time
@@ -197,7 +203,11 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 		}
 		_ = c.Conn.SetReadDeadline(dl)
 	}
-	return c.Conn.Read(b)
+	n, err := c.Conn.Read(b)
+	if err != nil && c.shutdown.Load() {
+		err = c.sayShutdown(err) // shutdown.go
+	}
+	return n, err
 }
 
 // startData caps the time for reading one message body; endData lifts

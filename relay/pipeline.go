@@ -52,6 +52,9 @@ func refusal(reply *smtp.SMTPError, reason, detail string) *Prepared {
 // makes no policy choice and reads no tenant configuration of its own.
 // The data flows one way: no step calls back into an earlier one.
 func (pl *Pipeline) Prepare(t *policy.Tenant, env Envelope, raw []byte, ref string) *Prepared {
+	if t.EncodeLongLines {
+		raw = headers.EncodeLongLines(raw, pl.BareNewlines) // tenants[].long_lines
+	}
 	msg, err := headers.Read(raw, pl.BareNewlines)
 	if err != nil {
 		var fe *headers.FormatError

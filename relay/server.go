@@ -280,9 +280,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		n := len(s.conns)
 		for c := range s.conns {
 			if sess := c.session.Load(); sess == nil || !sess.busy() {
-				// A read deadline in the past makes go-smtp answer 421 and
-				// close the connection from its own goroutine.
-				_ = c.SetReadDeadline(time.Unix(1, 0))
+				c.interruptForShutdown() // shutdown.go
 			}
 		}
 		s.mu.Unlock()

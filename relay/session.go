@@ -3,7 +3,6 @@ package relay
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"net/netip"
 	"strings"
@@ -226,29 +225,15 @@ func (sess *Session) Data(r io.Reader) error {
 	if sess.tc != nil {
 		sess.tc.startData(sess.st.cfg.Server.DataTimeout)
 	}
-	_, err := buf.ReadFrom(r)
+	raw, err := sess.readMessage(r, buf) // dataread.go
 	if sess.tc != nil && err == nil {
 		// On an error the cap stays: go-smtp's drain of the rest of the
 		// upload and the next command then fail fast and the connection
 		// closes, so a trickling client cannot hold it.
 		sess.tc.endData()
 	}
-	raw := buf.Bytes()
 	if err != nil {
-		var se *smtp.SMTPError
-		if errors.As(err, &se) && se.Code == 552 {
-			log.Info("message refused", zap.String("reason", "too_large"), zap.Int("code", 552))
-			sess.srv.metrics.message(sess.tenant.Name, "rejected", "too_large", time.Since(start))
-			return errTooLarge
-		}
-		if errors.Is(err, smtp.ErrTooLongLine) {
-			log.Info("message refused", zap.String("reason", "line_too_long"), zap.Int("code", 554))
-			sess.srv.metrics.message(sess.tenant.Name, "rejected", "line_too_long", time.Since(start))
-			return errLineTooLong
-		}
-		log.Info("message aborted", zap.Error(err))
-		sess.srv.metrics.message(sess.tenant.Name, "failed", "aborted", time.Since(start))
-		return errDataAborted
+		return sess.refuseData(err, log, start) // dataread.go
 	}
 	res := sess.srv.deliver(context.Background(), sess.st, sess.tenant, Envelope{From: sess.from, To: sess.rcpts}, raw, ref, log)
 	if sess.srv.draining.Load() && sess.tc != nil {

@@ -11,6 +11,7 @@ command -v swaks >/dev/null || need_apt+=(swaks)
 perl -MNet::SSLeay -MIO::Socket::SSL -e1 2>/dev/null || need_apt+=(libnet-ssleay-perl libio-socket-ssl-perl)
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v haproxy >/dev/null || need_apt+=(haproxy) # relay: TestProxyBehindHAProxy
+command -v python3 >/dev/null || need_apt+=(python3) # relay: TestUnstuffPythonSmtplib
 if [ ${#need_apt[@]} -gt 0 ]; then
 	SUDO=""
 	[ "$(id -u)" = 0 ] || SUDO=sudo
