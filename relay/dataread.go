@@ -11,7 +11,6 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"go.uber.org/zap"
-
 )
 
 // readMessage reads one DATA upload from r into buf and returns the
