@@ -36,6 +36,10 @@ var (
 	errDataAborted   = reply(451, smtp.EnhancedCode{4, 3, 0}, "Message transfer aborted")
 	errLineTooLong   = reply(554, smtp.EnhancedCode{5, 6, 0}, "Message rejected: a line is longer than 998 characters (SES and RFC 5322 limit)")
 	errTenantConns   = reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many connections for this account, try again later")
+
+	// Memory budget and per-tenant transactions in progress (budget.go).
+	errBudget     = reply(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage, try again later")
+	errTenantBusy = reply(452, smtp.EnhancedCode{4, 3, 1}, "Too many messages in progress for this account, try again later")
 )
 
 func errMailFromNotOwned(addr string) *smtp.SMTPError {

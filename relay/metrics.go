@@ -33,6 +33,10 @@ type Metrics struct {
 	Reloads          *prometheus.CounterVec
 	ConfigInfo       *prometheus.GaugeVec
 	BuildInfo        *prometheus.GaugeVec
+
+	// Memory budget (budget.go).
+	InflightBytes  prometheus.Gauge
+	BudgetRefusals *prometheus.CounterVec
 }
 
 // Values of the result label of sesrelay_config_reloads_total.
@@ -95,10 +99,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	// first failure.
 	m.Reloads.WithLabelValues(ReloadSuccess)
 	m.Reloads.WithLabelValues(ReloadFailure)
+	m.InflightBytes, m.BudgetRefusals = newBudgetMetrics()
 	if reg != nil {
 		reg.MustRegister(m.ConnsCurrent, m.ConnsTotal, m.ConnsRejected, m.Auth, m.Messages,
 			m.Recipients, m.Bytes, m.PipelineTime, m.RateLimitWaits,
 			m.ReloadSuccessful, m.ReloadTimestamp, m.Reloads, m.ConfigInfo, m.BuildInfo)
+		reg.MustRegister(m.InflightBytes, m.BudgetRefusals)
 	}
 	return m
 }

@@ -42,6 +42,8 @@ type Session struct {
 	from     string
 	rcpts    []string
 	sizeHint int64
+
+	tx txBudget // the transaction's share of the memory budget (budget.go)
 }
 
 var _ smtp.AuthSession = (*Session)(nil)
@@ -193,6 +195,9 @@ func (sess *Session) Mail(from string, opts *smtp.MailOptions) error {
 	if opts != nil {
 		sess.sizeHint = opts.Size
 	}
+	if err := sess.beginTx(sess.sizeHint); err != nil {
+		return err
+	}
 	sess.setTx(true)
 	return nil
 }
@@ -229,6 +234,7 @@ func (sess *Session) Data(r io.Reader) error {
 	if sess.tenant == nil {
 		return errAuthRequired
 	}
+	defer sess.tx.end()
 	start := time.Now()
 	ref := sess.srv.newID()
 	log := sess.log.With(zap.String("ref", ref), zap.String("mail_from", sess.from), zap.Strings("rcpt", sess.rcpts))
@@ -237,7 +243,7 @@ func (sess *Session) Data(r io.Reader) error {
 	if sess.tc != nil {
 		sess.tc.startData(sess.st.cfg.Server.DataTimeout)
 	}
-	_, err := buf.ReadFrom(r)
+	_, err := buf.ReadFrom(sess.tx.reader(r))
 	if sess.tc != nil && err == nil {
 		// On an error the cap stays: go-smtp's drain of the rest of the
 		// upload and the next command then fail fast and the connection
@@ -245,6 +251,9 @@ func (sess *Session) Data(r io.Reader) error {
 		sess.tc.endData()
 	}
 	raw := buf.Bytes()
+	if err == nil && sess.tx.over {
+		return sess.overBudget(log)
+	}
 	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) && se.Code == 552 {
@@ -276,12 +285,14 @@ func (sess *Session) Data(r io.Reader) error {
 func (sess *Session) Reset() {
 	sess.from = ""
 	sess.rcpts = sess.rcpts[:0]
+	sess.tx.end()
 	sess.setTx(false)
 }
 
 // Logout ends the session.
 func (sess *Session) Logout() error {
 	sess.setTx(false)
+	sess.tx.end()
 	sess.srv.tenantConns.release(sess)
 	return nil
 }
