@@ -2,9 +2,8 @@ package config
 
 import "time"
 
-// MinSessionDuration is the smallest server.max_session_duration: a
-// session must have time for a large upload.
-const MinSessionDuration = time.Minute
+// MinSessionDuration is the smallest server.max_session_duration.
+const MinSessionDuration = time.Second
 
 // validateBudget checks server.max_inflight_bytes and
 // server.max_session_duration.

@@ -40,6 +40,10 @@ var (
 	// Memory budget and per-tenant transactions in progress (budget.go).
 	errBudget     = reply(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage, try again later")
 	errTenantBusy = reply(452, smtp.EnhancedCode{4, 3, 1}, "Too many messages in progress for this account, try again later")
+
+	// Revocation and server.max_session_duration (revoke.go).
+	errRevoked        = reply(421, smtp.EnhancedCode{4, 7, 0}, "Credentials changed or revoked, authenticate again")
+	errSessionTooLong = reply(421, smtp.EnhancedCode{4, 7, 0}, "Session time limit reached, reconnect")
 )
 
 func errMailFromNotOwned(addr string) *smtp.SMTPError {

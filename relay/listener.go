@@ -98,6 +98,7 @@ func (l *limitListener) admit(c net.Conn, via net.Addr) net.Conn {
 	}
 	tc.log = l.srv.log.WithLazy(fields...)
 	tc.readTimeout.Store(int64(st.cfg.Server.ReadTimeout))
+	tc.sessionLimit(st.cfg)
 	l.srv.trackConn(tc)
 	l.srv.metrics.connOpened(tc.listener)
 	if l.implicit != nil {
@@ -172,6 +173,10 @@ type trackedConn struct {
 	closeOnce    sync.Once
 	session      atomic.Pointer[Session]
 
+	// server.max_session_duration (revoke.go).
+	sessionEnd atomic.Int64 // unix ns; 0: none
+	sessionCut atomic.Bool
+
 	id       string
 	listener string
 	start    time.Time
@@ -195,9 +200,13 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 		if end := c.dataDeadline.Load(); end != 0 && time.Unix(0, end).Before(dl) {
 			dl = time.Unix(0, end)
 		}
-		_ = c.Conn.SetReadDeadline(dl)
+		_ = c.Conn.SetReadDeadline(c.capSession(dl))
 	}
-	return c.Conn.Read(b)
+	n, err := c.Conn.Read(b)
+	if err != nil {
+		c.noteSessionCut(err)
+	}
+	return n, err
 }
 
 // startData caps the time for reading one message body; endData lifts

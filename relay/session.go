@@ -181,6 +181,9 @@ func (sess *Session) Mail(from string, opts *smtp.MailOptions) error {
 		}
 		return errShuttingDown
 	}
+	if err := sess.recheck(); err != nil { // revoke.go
+		return err
+	}
 	if d := sess.tenant.CheckMailFrom(from); d != nil {
 		sess.log.Info("mail from refused", zap.String("mail_from", from), zap.String("reason", string(d.Reject.Reason)))
 		sess.srv.metrics.message(sess.tenant.Name, "rejected", string(d.Reject.Reason), 0)
