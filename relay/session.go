@@ -98,7 +98,8 @@ func (sess *Session) checkCredentials(identity, username, password string) error
 	ip := sess.remoteIP()
 	// A locked-out address (or an address that failed before, for a
 	// username under attack) is refused before the KDF and the cache.
-	if locked, why, delay := sess.srv.authLimit.check(ip, username, ac.MaxFailures, ac.Lockout); locked {
+	ticket, locked, why, delay := sess.srv.authLimit.check(ip, username, ac.MaxFailures, ac.Lockout) // authlockout.go
+	if locked {
 		sess.authFailures++
 		sess.srv.metrics.auth("", "locked_out")
 		sess.log.Warn("auth locked out", zap.String("user", username), zap.String("lockout", why),
@@ -113,6 +114,7 @@ func (sess *Session) checkCredentials(identity, username, password string) error
 	start := time.Now()
 	ok, err := sess.srv.auth.verifyWithDummy(ctx, st, u, username, password)
 	if err != nil {
+		sess.srv.authLimit.abandon(ticket)
 		sess.srv.metrics.auth("", "throttled")
 		sess.log.Warn("auth throttled", zap.String("user", username), zap.Error(err))
 		return errAuthThrottled
@@ -124,13 +126,14 @@ func (sess *Session) checkCredentials(identity, username, password string) error
 	}
 	if !ok {
 		sess.authFailures++
-		delay := sess.srv.authLimit.fail(ip, username, ac.Lockout)
+		delay := sess.srv.authLimit.fail(ticket, ac.Lockout)
 		sess.srv.metrics.auth("", "failure")
 		sess.log.Info("auth failed", zap.String("user", username), zap.Bool("known_user", known),
 			zap.Int("failures", sess.authFailures), zap.Duration("duration", time.Since(start)), zap.Duration("delay", delay))
 		time.Sleep(delay)
 		return sess.authRefused(st, errAuthFailed)
 	}
+	sess.srv.authLimit.succeed(ticket)
 	if !sess.srv.tenantConns.acquire(sess, tenant.Name, tenant.Config.MaxConnections) {
 		sess.srv.metrics.auth(tenant.Name, "too_many_connections")
 		sess.log.Warn("auth refused", zap.String("user", username), zap.String("tenant", tenant.Name),
