@@ -25,6 +25,7 @@ func Defaults() Config {
 			DataTimeout:         10 * time.Minute,
 			ShutdownTimeout:     30 * time.Second,
 			BareNewlines:        "normalize",
+			MaxSessionDuration:  time.Hour,
 			TLS:                 TLS{MinVersion: "1.2"},
 		},
 		Log:      Log{Level: "info", Format: "json"},
@@ -108,6 +109,11 @@ type Server struct {
 	DataTimeout         time.Duration `mapstructure:"data_timeout"`
 	ShutdownTimeout     time.Duration `mapstructure:"shutdown_timeout"`
 	BareNewlines        string        `mapstructure:"bare_newlines"`
+	// MaxInflightBytes bounds the message bytes all sessions hold at once
+	// (0: derived from the process's memory limit, relay/budget.go), and
+	// MaxSessionDuration the life of any session (config/budget.go).
+	MaxInflightBytes   int64         `mapstructure:"max_inflight_bytes"`
+	MaxSessionDuration time.Duration `mapstructure:"max_session_duration"`
 }
 
 // Listener is one SMTP listening socket.
@@ -239,6 +245,9 @@ type Tenant struct {
 	// LongLines is what a body line over 998 characters gets: reject
 	// (554 5.6.0) or encode (its MIME part re-encoded, headers/longlines.go).
 	LongLines string `mapstructure:"long_lines"`
+	// MaxConcurrentMessages caps this tenant's transactions in progress
+	// (MAIL to the end of DATA) at once; 0 = no limit.
+	MaxConcurrentMessages int `mapstructure:"max_concurrent_messages"`
 	// DeliveryMode overrides delivery.mode for this tenant ("" inherits).
 	DeliveryMode string      `mapstructure:"delivery_mode"`
 	Queue        TenantQueue `mapstructure:"queue"`

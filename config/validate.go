@@ -207,6 +207,7 @@ func (c *Config) validateServer(p *problems) {
 	default:
 		p.add("server.bare_newlines", "must be normalize or reject, got %q", s.BareNewlines)
 	}
+	validateBudget(p, s) // config/budget.go
 }
 
 func (c *Config) validateSES(p *problems) {
@@ -416,6 +417,9 @@ func (c *Config) validateTenants(p *problems) {
 		}
 		if t.MaxConnections < 0 {
 			p.add(path+".max_connections", "must not be negative (0 = no limit)")
+		}
+		if t.MaxConcurrentMessages < 0 {
+			p.add(path+".max_concurrent_messages", "must not be negative (0 = no limit)")
 		}
 	}
 	// No tenant may own a domain another tenant owns: that would let one

@@ -36,6 +36,14 @@ var (
 	errDataTimeout   = reply(421, smtp.EnhancedCode{4, 4, 2}, "Timeout reading the message, closing connection")
 	errLineTooLong   = reply(554, smtp.EnhancedCode{5, 6, 0}, "Message rejected: a line is longer than 998 characters (SES and RFC 5322 limit)")
 	errTenantConns   = reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many connections for this account, try again later")
+
+	// Memory budget and per-tenant transactions in progress (budget.go).
+	errBudget     = reply(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage, try again later")
+	errTenantBusy = reply(452, smtp.EnhancedCode{4, 3, 1}, "Too many messages in progress for this account, try again later")
+
+	// Revocation and server.max_session_duration (revoke.go).
+	errRevoked        = reply(421, smtp.EnhancedCode{4, 7, 0}, "Credentials changed or revoked, authenticate again")
+	errSessionTooLong = reply(421, smtp.EnhancedCode{4, 7, 0}, "Session time limit reached, reconnect")
 )
 
 // errTooManyRcpts is 452 4.5.3 (RFC 5321 4.5.3.1.10: the client sends the

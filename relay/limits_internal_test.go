@@ -2,8 +2,6 @@ package relay
 
 import (
 	"context"
-	"net/netip"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,80 +9,7 @@ import (
 	"github.com/sesrelay/sesrelay/config"
 )
 
-func TestAuthLimiter(t *testing.T) {
-	now := time.Unix(1000, 0)
-	a := newAuthLimiter(func() time.Time { return now })
-	bot := netip.MustParseAddr("192.0.2.1")
-	app := netip.MustParseAddr("192.0.2.2")
-	other := netip.MustParseAddr("192.0.2.3")
-	const max, window = 3, time.Minute
-
-	for i := 1; i <= 3; i++ {
-		if locked, _, _ := a.check(bot, "app", max, window); locked {
-			t.Fatalf("locked before %d failures", i)
-		}
-		if d := a.fail(bot, "app", window); d != authDelay(i) {
-			t.Fatalf("failure %d: delay %v", i, d)
-		}
-	}
-	locked, why, d := a.check(bot, "app", max, window)
-	if !locked || why != "ip" || d != authDelay(4) {
-		t.Fatalf("bot address: %v %q %v", locked, why, d)
-	}
-	// The same address with any other username: locked too.
-	if locked, _, _ := a.check(bot, "someone-else", max, window); !locked {
-		t.Fatal("a locked address may try another username")
-	}
-	// The username is under attack, but an address without failures is
-	// verified.
-	if locked, _, _ := a.check(app, "app", max, window); locked {
-		t.Fatal("clean address refused")
-	}
-	// An address that failed once may not try the attacked username.
-	a.fail(other, "x", window)
-	if locked, why, _ := a.check(other, "app", max, window); !locked || why != "user" {
-		t.Fatalf("dirty address on attacked username: %v %q", locked, why)
-	}
-	if locked, _, _ := a.check(other, "x", max, window); locked {
-		t.Fatal("one failure locks nothing for a username not under attack")
-	}
-	// Refusals renew the lockout; a quiet period ends it.
-	now = now.Add(50 * time.Second)
-	if locked, _, _ := a.check(bot, "app", max, window); !locked {
-		t.Fatal("lockout ended early")
-	}
-	now = now.Add(59 * time.Second)
-	if locked, _, _ := a.check(bot, "app", max, window); !locked {
-		t.Fatal("a refusal did not renew the lockout")
-	}
-	now = now.Add(61 * time.Second)
-	if locked, _, _ := a.check(bot, "app", max, window); locked {
-		t.Fatal("lockout did not end")
-	}
-	// IPv6: one /64 is one address.
-	v6a, v6b := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::ffff:2")
-	for i := 0; i < 3; i++ {
-		a.fail(v6a, "u", window)
-	}
-	if locked, _, _ := a.check(v6b, "u2", max, window); !locked {
-		t.Fatal("another address of the same /64 is not locked")
-	}
-	// The delay grows and is capped.
-	if authDelay(1) != authDelayBase || authDelay(2) != 2*authDelayBase || authDelay(100) != authDelayMax {
-		t.Fatal("delay shape")
-	}
-}
-
-func TestAuthLimiterBounded(t *testing.T) {
-	a := newAuthLimiter(time.Now)
-	ip := netip.MustParseAddr("192.0.2.1")
-	for i := 0; i < authTrackMax+10; i++ {
-		a.fail(ip, "user-"+strings.Repeat("x", i%7)+string(rune('a'+i%26))+time.Duration(i).String(), time.Minute)
-	}
-	if len(a.users) > authTrackMax {
-		t.Fatalf("%d usernames tracked", len(a.users))
-	}
-}
+// TestAuthLimiter and TestAuthLimiterBounded: authlockout_internal_test.go.
 
 func TestTenantConns(t *testing.T) {
 	var tc tenantConns

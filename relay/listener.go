@@ -98,6 +98,7 @@ func (l *limitListener) admit(c net.Conn, via net.Addr) net.Conn {
 	}
 	tc.log = l.srv.log.WithLazy(fields...)
 	tc.readTimeout.Store(int64(st.cfg.Server.ReadTimeout))
+	tc.sessionLimit(st.cfg)
 	l.srv.trackConn(tc)
 	l.srv.metrics.connOpened(tc.listener)
 	if l.implicit != nil {
@@ -178,6 +179,10 @@ type trackedConn struct {
 	saidBye     atomic.Bool
 	implicitTLS bool
 
+	// server.max_session_duration (revoke.go).
+	sessionEnd atomic.Int64 // unix ns; 0: none
+	sessionCut atomic.Bool
+
 	id       string
 	listener string
 	start    time.Time
@@ -201,11 +206,14 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 		if end := c.dataDeadline.Load(); end != 0 && time.Unix(0, end).Before(dl) {
 			dl = time.Unix(0, end)
 		}
-		_ = c.Conn.SetReadDeadline(dl)
+		_ = c.Conn.SetReadDeadline(c.capSession(dl))
 	}
 	n, err := c.Conn.Read(b)
-	if err != nil && c.shutdown.Load() {
-		err = c.sayShutdown(err) // shutdown.go
+	if err != nil {
+		c.noteSessionCut(err) // revoke.go
+		if c.shutdown.Load() {
+			err = c.sayShutdown(err) // shutdown.go
+		}
 	}
 	return n, err
 }

@@ -33,6 +33,12 @@ type Metrics struct {
 	Reloads          *prometheus.CounterVec
 	ConfigInfo       *prometheus.GaugeVec
 	BuildInfo        *prometheus.GaugeVec
+
+	// Memory budget (budget.go).
+	InflightBytes  prometheus.Gauge
+	BudgetRefusals *prometheus.CounterVec
+	// Revocation and server.max_session_duration (revoke.go).
+	SessionsEnded *prometheus.CounterVec
 }
 
 // Values of the result label of sesrelay_config_reloads_total.
@@ -95,10 +101,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	// first failure.
 	m.Reloads.WithLabelValues(ReloadSuccess)
 	m.Reloads.WithLabelValues(ReloadFailure)
+	m.InflightBytes, m.BudgetRefusals = newBudgetMetrics()
+	m.SessionsEnded = newSessionMetrics()
 	if reg != nil {
 		reg.MustRegister(m.ConnsCurrent, m.ConnsTotal, m.ConnsRejected, m.Auth, m.Messages,
 			m.Recipients, m.Bytes, m.PipelineTime, m.RateLimitWaits,
 			m.ReloadSuccessful, m.ReloadTimestamp, m.Reloads, m.ConfigInfo, m.BuildInfo)
+		reg.MustRegister(m.InflightBytes, m.BudgetRefusals, m.SessionsEnded)
 	}
 	return m
 }

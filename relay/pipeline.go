@@ -251,6 +251,9 @@ func (s *Server) deliver(ctx context.Context, st *state, t *policy.Tenant, env E
 			if !kind.Transient() {
 				outcome = "rejected"
 			}
+			if p.PerRecipient && !kind.Transient() {
+				s.memory.forget(key) // 5xx: no retry will come to finish it
+			}
 			s.metrics.message(t.Name, outcome, kind.String(), time.Since(start))
 			return r
 		}

@@ -434,10 +434,19 @@ func TestProxyHeaderDoesNotBlockAccept(t *testing.T) {
 }
 
 // TestProxyAuthLockoutPerProxiedAddress: auth.max_failures counts per
-// proxied client. Client A locks itself out; client B, through the same
-// load balancer, still authenticates.
+// proxied client. Client B has authenticated before (its address is known
+// for the username, authlockout.go); client A locks itself out; client B,
+// through the same load balancer, still authenticates. Counted per load
+// balancer address, A's failures would have locked B out.
 func TestProxyAuthLockoutPerProxiedAddress(t *testing.T) {
 	h := startProxy(t, "2s")
+	rb := newSMTPReader(t, dialProxy(t, h.required, "127.0.0.1", v2(t, "192.0.2.77:1")))
+	rb.reply()
+	rb.cmd("EHLO client.test")
+	if code, msg := rb.cmd(authPlain(smtptest.Password)); code != 235 {
+		t.Fatalf("client B before: %d %s, want 235", code, msg)
+	}
+	rb.c.Close()
 	ra := newSMTPReader(t, dialProxy(t, h.required, "127.0.0.1", v2(t, "192.0.2.66:1")))
 	ra.reply()
 	ra.cmd("EHLO client.test")
@@ -450,7 +459,7 @@ func TestProxyAuthLockoutPerProxiedAddress(t *testing.T) {
 		t.Fatalf("client A after auth.max_failures: %d %s, want 454 (locked out)", code, msg)
 	}
 	ra.c.Close() // one connection per address: B's own must not be refused for A's
-	rb := newSMTPReader(t, dialProxy(t, h.required, "127.0.0.1", v2(t, "192.0.2.77:1")))
+	rb = newSMTPReader(t, dialProxy(t, h.required, "127.0.0.1", v2(t, "192.0.2.77:1")))
 	rb.reply()
 	rb.cmd("EHLO client.test")
 	if code, msg := rb.cmd(authPlain(smtptest.Password)); code != 235 {

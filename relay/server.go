@@ -62,6 +62,8 @@ type Server struct {
 	authLimit   *authLimiter
 	tenantConns tenantConns
 
+	budget *inflightBudget // server.max_inflight_bytes (budget.go)
+
 	cur      atomic.Pointer[state]
 	gen      atomic.Uint64
 	draining atomic.Bool
@@ -111,6 +113,8 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	s.memory = newDeliveryMemory(cfg.Delivery.RetryMemoryTTL, cfg.Delivery.RetryMemoryMax, s.now)
 	// Lockouts run on the wall clock, not on the injected Now.
 	s.authLimit = newAuthLimiter(time.Now)
+	s.budget = newInflightBudget(opts.Metrics)
+	s.log.Info("memory budget", zap.Int64("max_inflight_bytes", s.budget.limit(cfg)), zap.String("memory_limit_from", s.budget.source))
 	s.cur.Store(st)
 	return s, nil
 }

@@ -41,6 +41,8 @@ type Session struct {
 	from     string
 	rcpts    []string
 	sizeHint int64
+
+	tx txBudget // the transaction's share of the memory budget (budget.go)
 }
 
 var _ smtp.AuthSession = (*Session)(nil)
@@ -95,7 +97,8 @@ func (sess *Session) checkCredentials(identity, username, password string) error
 	ip := sess.remoteIP()
 	// A locked-out address (or an address that failed before, for a
 	// username under attack) is refused before the KDF and the cache.
-	if locked, why, delay := sess.srv.authLimit.check(ip, username, ac.MaxFailures, ac.Lockout); locked {
+	ticket, locked, why, delay := sess.srv.authLimit.check(ip, username, ac.MaxFailures, ac.Lockout) // authlockout.go
+	if locked {
 		sess.authFailures++
 		sess.srv.metrics.auth("", "locked_out")
 		sess.log.Warn("auth locked out", zap.String("user", username), zap.String("lockout", why),
@@ -110,6 +113,7 @@ func (sess *Session) checkCredentials(identity, username, password string) error
 	start := time.Now()
 	ok, err := sess.srv.auth.verifyWithDummy(ctx, st, u, username, password)
 	if err != nil {
+		sess.srv.authLimit.abandon(ticket)
 		sess.srv.metrics.auth("", "throttled")
 		sess.log.Warn("auth throttled", zap.String("user", username), zap.Error(err))
 		return errAuthThrottled
@@ -121,13 +125,14 @@ func (sess *Session) checkCredentials(identity, username, password string) error
 	}
 	if !ok {
 		sess.authFailures++
-		delay := sess.srv.authLimit.fail(ip, username, ac.Lockout)
+		delay := sess.srv.authLimit.fail(ticket, ac.Lockout)
 		sess.srv.metrics.auth("", "failure")
 		sess.log.Info("auth failed", zap.String("user", username), zap.Bool("known_user", known),
 			zap.Int("failures", sess.authFailures), zap.Duration("duration", time.Since(start)), zap.Duration("delay", delay))
 		time.Sleep(delay)
 		return sess.authRefused(st, errAuthFailed)
 	}
+	sess.srv.authLimit.succeed(ticket)
 	if !sess.srv.tenantConns.acquire(sess, tenant.Name, tenant.Config.MaxConnections) {
 		sess.srv.metrics.auth(tenant.Name, "too_many_connections")
 		sess.log.Warn("auth refused", zap.String("user", username), zap.String("tenant", tenant.Name),
@@ -178,6 +183,9 @@ func (sess *Session) Mail(from string, opts *smtp.MailOptions) error {
 		}
 		return errShuttingDown
 	}
+	if err := sess.recheck(); err != nil { // revoke.go
+		return err
+	}
 	sender, r := sess.st.pipe.CheckMail(sess.tenant, from)
 	if r != nil {
 		sess.log.Info("mail from refused", zap.String("mail_from", from), zap.String("reason", r.Reason))
@@ -189,6 +197,9 @@ func (sess *Session) Mail(from string, opts *smtp.MailOptions) error {
 	sess.sizeHint = 0
 	if opts != nil {
 		sess.sizeHint = opts.Size
+	}
+	if err := sess.beginTx(sess.sizeHint); err != nil {
+		return err
 	}
 	sess.setTx(true)
 	return nil
@@ -217,6 +228,7 @@ func (sess *Session) Data(r io.Reader) error {
 	if sess.tenant == nil {
 		return errAuthRequired
 	}
+	defer sess.tx.end()
 	start := time.Now()
 	ref := sess.srv.newID()
 	log := sess.log.With(zap.String("ref", ref), zap.String("mail_from", sess.from), zap.Strings("rcpt", sess.rcpts))
@@ -231,6 +243,9 @@ func (sess *Session) Data(r io.Reader) error {
 		// upload and the next command then fail fast and the connection
 		// closes, so a trickling client cannot hold it.
 		sess.tc.endData()
+	}
+	if err == nil && sess.tx.over {
+		return sess.overBudget(log) // budget.go
 	}
 	if err != nil {
 		return sess.refuseData(err, log, start) // dataread.go
@@ -250,12 +265,14 @@ func (sess *Session) Data(r io.Reader) error {
 func (sess *Session) Reset() {
 	sess.from = ""
 	sess.rcpts = sess.rcpts[:0]
+	sess.tx.end()
 	sess.setTx(false)
 }
 
 // Logout ends the session.
 func (sess *Session) Logout() error {
 	sess.setTx(false)
+	sess.tx.end()
 	sess.srv.tenantConns.release(sess)
 	return nil
 }

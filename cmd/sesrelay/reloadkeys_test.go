@@ -94,6 +94,11 @@ var reloadableKeys = map[string]struct {
 	"auth.max_failures_per_connection": {func(c *config.Config) { c.Auth.MaxFailuresPerConnection = 7 }, nil},
 	"auth.max_failures":                {func(c *config.Config) { c.Auth.MaxFailures = 7 }, nil},
 	"auth.lockout":                     {func(c *config.Config) { c.Auth.Lockout = 7 * time.Second }, nil},
+
+	// Read by each new transaction (relay/budget.go) and connection (relay/revoke.go).
+	"server.max_inflight_bytes":   {func(c *config.Config) { c.Server.MaxInflightBytes = 1 << 30 }, nil},
+	"server.max_session_duration": {func(c *config.Config) { c.Server.MaxSessionDuration = 7 * time.Minute }, nil},
+
 	"tenants": {func(c *config.Config) {
 		c.Tenants = append(c.Tenants, config.Tenant{Name: "support", Domains: []string{"support.example.com"},
 			Users: []config.User{{Username: "support-app", PasswordHash: reloadHash, Hash: c.Tenants[0].Users[0].Hash}}})
