@@ -172,7 +172,7 @@ func (s *Server) prepare(st *state, t *policy.Tenant, env Envelope, raw []byte, 
 	}
 	req := base
 	req.Recipients = env.To
-	req.Raw = msg.Bytes()
+	req.Raw = msg.Assemble() // in raw's storage: raw is not used after this
 	p.Requests = []*Request{&req}
 	p.Message = msg
 	return p

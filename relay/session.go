@@ -308,7 +308,7 @@ func readBuffer(sizeHint, max int64) *bytes.Buffer {
 
 // releaseBuffer returns b to the pool. Nothing may refer to its bytes
 // afterwards: Data calls it after the pipeline and the sends are done
-// (requests carry their own copy of the message).
+// (a request's Raw may be built in this buffer: headers.Message.Assemble).
 func releaseBuffer(b *bytes.Buffer) {
 	if b.Cap() <= pooledBufferMax {
 		bufferPool.Put(b)
