@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"sync"
 
 	"github.com/emersion/go-message/textproto"
 )
@@ -118,6 +119,9 @@ func Canonicalize(raw []byte, mode BareNewlines) ([]byte, error) {
 	return out, nil
 }
 
+// headerReaders are the readers of Read (ReadHeader copies what it keeps).
+var headerReaders = sync.Pool{New: func() any { return bufio.NewReader(nil) }}
+
 // Read canonicalizes raw and splits it into header and body.
 func Read(raw []byte, mode BareNewlines) (*Message, error) {
 	c, err := Canonicalize(raw, mode)
@@ -125,16 +129,19 @@ func Read(raw []byte, mode BareNewlines) (*Message, error) {
 		return nil, err
 	}
 	rd := bytes.NewReader(c)
-	br := bufio.NewReader(rd)
+	br := headerReaders.Get().(*bufio.Reader)
+	br.Reset(rd)
 	h, err := textproto.ReadHeader(br)
+	// What ReadHeader did not consume is the body.
+	body := c[len(c)-rd.Len()-br.Buffered():]
+	br.Reset(nil)
+	headerReaders.Put(br)
 	if err != nil {
 		return nil, &FormatError{Reason: "malformed header: " + err.Error()}
 	}
 	if h.Len() == 0 {
 		return nil, &FormatError{Reason: "the message has no header"}
 	}
-	// What ReadHeader did not consume is the body.
-	body := c[len(c)-rd.Len()-br.Buffered():]
 	return &Message{Header: h, Body: body, buf: c}, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
@@ -161,6 +162,34 @@ func (b *rawBody) encodeAt(dst []byte, off int64) int {
 	var q [4]byte
 	base64.StdEncoding.Encode(q[:], b.raw[group*3:min(group*3+3, int64(len(b.raw)))])
 	return copy(dst, q[within:])
+}
+
+// chunks are the buffers of WriteTo.
+var chunks = sync.Pool{New: func() any { return new([16 << 10]byte) }}
+
+// WriteTo writes the rest of the body to w through a pooled buffer. The
+// SigV4 payload hash reads the body with io.Copy into a hash, which has no
+// ReadFrom: without WriteTo that copy would allocate 32 KiB per call.
+func (b *rawBody) WriteTo(w io.Writer) (int64, error) {
+	buf := chunks.Get().(*[16 << 10]byte)
+	defer chunks.Put(buf)
+	var total int64
+	for {
+		n, err := b.Read(buf[:])
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
 }
 
 func (b *rawBody) Seek(offset int64, whence int) (int64, error) {
