@@ -177,8 +177,13 @@ func (o *orchestrator) report(n int) {
 			rows = append(rows, []string{l, pct(cost), f3(cpu), o.firstDKIM(n, l)})
 		}
 		o.table([]string{"signing", "throughput lost vs no DKIM", "CPU ms/msg added", "DKIM a= seen by the stand-in"}, rows)
-	case 4:
+	case 4, 6:
 		size := float64(o.bigSize)
+		what := fmt.Sprintf("one %.0f MiB message", size/(1<<20))
+		if n == 6 {
+			what = fmt.Sprintf("%d concurrent %.0f MiB messages", o.bigConns, size/(1<<20))
+			size *= float64(o.bigConns)
+		}
 		var rows [][]string
 		for _, l := range []string{s1HTTP, labelFwd, s1Base} {
 			rows = append(rows, []string{l, f1(o.med(n, l, rssBefore)), f1(o.med(n, l, peakMiB)), f1(o.med(n, l, hwmMiB)),
@@ -186,7 +191,7 @@ func (o *orchestrator) report(n int) {
 				f2(o.med(n, l, func(s *sample) float64 { return float64(s.HWM-s.RSSBefore) / size })),
 				f2(o.med(n, l, func(s *sample) float64 { return s.Load.Seconds })), f0(o.med(n, l, failed))})
 		}
-		o.table([]string{fmt.Sprintf("server (one %.0f MiB message)", size/(1<<20)), "RSS before MiB", "peak RSS polled MiB", "VmHWM MiB", "VmHWM / size", "(VmHWM − before) / size", "DATA→reply s", "failed"}, rows)
+		o.table([]string{fmt.Sprintf("server (%s)", what), "RSS before MiB", "peak RSS polled MiB", "VmHWM MiB", "VmHWM / size", "(VmHWM − before) / size", "DATA→reply s", "failed"}, rows)
 	case 5:
 		var rows [][]string
 		for _, l := range []string{s1HTTP, s1Base} {

@@ -35,6 +35,7 @@ type runOpts struct {
 	conns       int
 	size        int
 	bigSize     int
+	bigConns    int
 	idle        int
 	idlePar     int
 	dir         string
@@ -101,14 +102,15 @@ const (
 func runMain(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
 	var o runOpts
-	scen := fs.String("scenario", "1..5", `scenarios: "1", "1,3", "1..5", or "none" (with --profile)`)
+	scen := fs.String("scenario", "1..5", `scenarios: "1", "1,3", "1..6", or "none" (with --profile)`)
 	fs.IntVar(&o.runs, "runs", 3, "runs per scenario (medians are reported)")
 	fs.StringVar(&o.relayBin, "relay-bin", "/tmp/sesrelay", "the sesrelay binary")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured window of each throughput measurement")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "load before each measured window")
 	fs.IntVar(&o.conns, "conns", 16, "concurrent connections (scenarios 1-3)")
 	size := fs.String("size", "8KiB", "message size (scenarios 1-3)")
-	big := fs.String("big", "30MiB", "message size of scenario 4")
+	big := fs.String("big", "30MiB", "message size of scenarios 4 and 6")
+	fs.IntVar(&o.bigConns, "big-conns", 10, "concurrent large messages of scenario 6")
 	fs.IntVar(&o.idle, "idle", 1000, "idle connections of scenario 5")
 	fs.IntVar(&o.idlePar, "idle-par", 50, "connections scenario 5 opens at a time")
 	fs.Float64Var(&o.quiet, "quiet", 0.15, "before each measurement wait for a second with at most this fraction of the CPUs busy")
@@ -202,8 +204,8 @@ func parseScenarios(s string) ([]int, error) {
 		if isRange {
 			b, err2 = strconv.Atoi(hi)
 		}
-		if err1 != nil || err2 != nil || a < 1 || b > 5 || a > b {
-			return nil, fmt.Errorf("bad --scenario %q: want numbers 1 to 5, like 1,3 or 1..5", s)
+		if err1 != nil || err2 != nil || a < 1 || b > 6 || a > b {
+			return nil, fmt.Errorf("bad --scenario %q: want numbers 1 to 6, like 1,3 or 1..6", s)
 		}
 		for i := a; i <= b; i++ {
 			if !slices.Contains(out, i) {
@@ -583,6 +585,9 @@ func (o *orchestrator) scenario(ctx context.Context, n int) error {
 		case 4:
 			err = o.pair(ctx, tag, n, run, []variant{{name: "relay (SES over HTTP)"}}, true,
 				loadConfig{Mode: modePersistent, Conns: 1, Big: o.bigSize, Timeout: 5 * time.Minute})
+		case 6:
+			err = o.pair(ctx, tag, n, run, []variant{{name: "relay (SES over HTTP)"}}, true,
+				loadConfig{Mode: modePersistent, Conns: o.bigConns, Big: o.bigSize, Timeout: 5 * time.Minute})
 		case 5:
 			err = o.pair(ctx, tag, n, run, []variant{{name: "relay (SES over HTTP)"}}, false,
 				loadConfig{Mode: modePersistent, Conns: 1, Idle: o.idle, MaxSetup: o.idlePar, Timeout: time.Minute})
