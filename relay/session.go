@@ -237,7 +237,7 @@ func (sess *Session) Data(r io.Reader) error {
 	if sess.tc != nil {
 		sess.tc.startData(sess.st.cfg.Server.DataTimeout)
 	}
-	_, err := buf.ReadFrom(r)
+	err := readData(buf, r)
 	if sess.tc != nil && err == nil {
 		// On an error the cap stays: go-smtp's drain of the rest of the
 		// upload and the next command then fail fast and the connection
