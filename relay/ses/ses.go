@@ -126,12 +126,6 @@ func New(ctx context.Context, opts Options) (*Sender, error) {
 			t.MaxIdleConns = n * 2
 			t.MaxIdleConnsPerHost = n
 			t.IdleConnTimeout = 90 * time.Second
-			// The request line, the headers and a body of up to about
-			// 30 KiB (a 22 KiB message) go out in one write, and the
-			// transport does not allocate a copy buffer per request for
-			// them (net/http hands a body that does not fit to the
-			// connection's ReadFrom, which allocates up to 32 KiB).
-			t.WriteBufferSize = 32 << 10
 		})
 	}
 	var base aws.Config
