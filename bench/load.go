@@ -452,36 +452,50 @@ func runIdle(ctx context.Context, cfg loadConfig) (*loadResult, error) {
 	return res, ctx.Err()
 }
 
-// runBig sends one message of cfg.Big bytes on one connection.
+// runBig sends one message of cfg.Big bytes on each of cfg.Conns
+// connections (at least one), all at once: every connection is
+// authenticated before the first DATA starts.
 func runBig(ctx context.Context, cfg loadConfig) (*loadResult, error) {
+	n := max(cfg.Conns, 1)
 	tmpl := newMessage(cfg.From, cfg.To, cfg.Big)
-	msg := tmpl.render(1, nil)
-	res := &loadResult{Kind: "big", Addr: cfg.Addr, Mode: modePersistent, Conns: 1, Size: tmpl.size, Errors: map[string]int64{}}
-	c, err := dialClient(ctx, cfg.Addr, cfg.User, cfg.Pass, cfg.Timeout)
-	if err != nil {
-		var t tally
-		t.fail(err)
-		res.fill(t)
-		return res, nil
+	res := &loadResult{Kind: "big", Addr: cfg.Addr, Mode: modePersistent, Conns: n, Size: tmpl.size, Errors: map[string]int64{}}
+	tallies := make([]tally, n)
+	clients := make([]*client, n)
+	msgs := make([][]byte, n)
+	for i := range n {
+		c, err := dialClient(ctx, cfg.Addr, cfg.User, cfg.Pass, cfg.Timeout)
+		if err != nil {
+			tallies[i].fail(err)
+			continue
+		}
+		defer c.quit() //nolint:errcheck // end of the load
+		clients[i], msgs[i] = c, tmpl.render(int64(i+1), nil)
 	}
-	defer c.quit() //nolint:errcheck // end of the load
 	if cfg.OnWindow != nil {
 		cfg.OnWindow(true)
 	}
 	t0 := time.Now()
-	reply, err := c.send(cfg.From, cfg.To, msg)
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		if c == nil {
+			continue
+		}
+		wg.Go(func() {
+			reply, err := c.send(cfg.From, cfg.To, msgs[i])
+			if err != nil {
+				tallies[i].fail(err)
+			} else {
+				tallies[i].ok = 1
+				tallies[i].reply = []time.Duration{reply}
+			}
+		})
+	}
+	wg.Wait()
 	res.Seconds = time.Since(t0).Seconds()
 	if cfg.OnWindow != nil {
 		cfg.OnWindow(false)
 	}
-	var t tally
-	if err != nil {
-		t.fail(err)
-	} else {
-		t.ok = 1
-		t.reply = []time.Duration{reply}
-	}
-	res.fill(t)
+	res.fill(mergeTallies(tallies))
 	if res.Seconds > 0 {
 		res.PerSec = float64(res.Messages) / res.Seconds
 	}

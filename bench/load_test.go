@@ -84,14 +84,16 @@ func TestLoadIdleAndBig(t *testing.T) {
 		t.Errorf("idle: held %v, %+v", held, res)
 	}
 
-	cfg = testLoad(b)
-	cfg.Big = 3 << 20
-	res, err = runLoad(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Messages != 1 || res.Size != 3<<20 || len(res.Errors) != 0 {
-		t.Errorf("big: %+v", res)
+	for _, conns := range []int{1, 4} {
+		cfg = testLoad(b)
+		cfg.Big, cfg.Conns = 3<<20, conns
+		res, err = runLoad(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Messages != int64(conns) || res.Size != 3<<20 || len(res.Errors) != 0 {
+			t.Errorf("big on %d connections: %+v", conns, res)
+		}
 	}
 }
 

@@ -151,22 +151,25 @@ func (o *orchestrator) report(n int) {
 	}()
 	switch n {
 	case 1:
-		o.throughputTable(n, []string{s1HTTP, s1HTTPS}, s1Base, false)
+		o.throughputTable(n, []string{s1HTTP, s1HTTPS, labelFwd}, s1Base, false)
 		fmt.Fprintf(o.out, "Latency at half of the relay's peak (SES over HTTP), the same offered rate for every server:\n\n")
 		var rows [][]string
-		for _, l := range []string{s1HTTPHalf, s1HTTPSHalf, s1BaseHalf} {
-			added := "–"
+		for _, l := range []string{s1HTTPHalf, s1HTTPSHalf, s1FwdHalf, s1BaseHalf} {
+			added, addedFwd := "–", "–"
 			if l != s1BaseHalf {
 				added = f3(o.medOf(n, l, s1BaseHalf, p99, diffOf))
 			}
+			if l != s1BaseHalf && l != s1FwdHalf {
+				addedFwd = f3(o.medOf(n, l, s1FwdHalf, p99, diffOf))
+			}
 			rows = append(rows, []string{l, f0(o.med(n, l, offered)), f0(o.med(n, l, perSec)),
-				f3(o.med(n, l, p50)), f3(o.med(n, l, p99)), added, f3(o.med(n, l, cpuPerMsg)), f0(o.med(n, l, failed))})
+				f3(o.med(n, l, p50)), f3(o.med(n, l, p99)), added, addedFwd, f3(o.med(n, l, cpuPerMsg)), f0(o.med(n, l, failed))})
 		}
-		o.table([]string{"server", "offered msg/s", "achieved msg/s", "reply p50 ms", "reply p99 ms", "p99 added vs baseline ms", "server CPU ms/msg", "failed"}, rows)
+		o.table([]string{"server", "offered msg/s", "achieved msg/s", "reply p50 ms", "reply p99 ms", "p99 added vs baseline ms", "p99 added vs forwarding ms", "server CPU ms/msg", "failed"}, rows)
 	case 2:
-		o.throughputTable(n, []string{s1HTTP}, s1Base, true)
+		o.throughputTable(n, []string{s1HTTP, labelFwd}, s1Base, true)
 	case 3:
-		o.throughputTable(n, []string{"relay, no DKIM", "relay, DKIM RSA-2048", "relay, DKIM Ed25519"}, s1Base, false)
+		o.throughputTable(n, []string{"relay, no DKIM", "relay, DKIM RSA-2048", "relay, DKIM Ed25519", labelFwd}, s1Base, false)
 		var rows [][]string
 		for _, l := range []string{"relay, DKIM RSA-2048", "relay, DKIM Ed25519"} {
 			cost := o.medOf(n, l, "relay, no DKIM", perSec, func(x, y float64) float64 { return 1 - ratio(x, y) })
@@ -174,16 +177,21 @@ func (o *orchestrator) report(n int) {
 			rows = append(rows, []string{l, pct(cost), f3(cpu), o.firstDKIM(n, l)})
 		}
 		o.table([]string{"signing", "throughput lost vs no DKIM", "CPU ms/msg added", "DKIM a= seen by the stand-in"}, rows)
-	case 4:
+	case 4, 6:
 		size := float64(o.bigSize)
+		what := fmt.Sprintf("one %.0f MiB message", size/(1<<20))
+		if n == 6 {
+			what = fmt.Sprintf("%d concurrent %.0f MiB messages", o.bigConns, size/(1<<20))
+			size *= float64(o.bigConns)
+		}
 		var rows [][]string
-		for _, l := range []string{s1HTTP, s1Base} {
+		for _, l := range []string{s1HTTP, labelFwd, s1Base} {
 			rows = append(rows, []string{l, f1(o.med(n, l, rssBefore)), f1(o.med(n, l, peakMiB)), f1(o.med(n, l, hwmMiB)),
 				f2(o.med(n, l, func(s *sample) float64 { return float64(s.HWM) / size })),
 				f2(o.med(n, l, func(s *sample) float64 { return float64(s.HWM-s.RSSBefore) / size })),
 				f2(o.med(n, l, func(s *sample) float64 { return s.Load.Seconds })), f0(o.med(n, l, failed))})
 		}
-		o.table([]string{fmt.Sprintf("server (one %.0f MiB message)", size/(1<<20)), "RSS before MiB", "peak RSS polled MiB", "VmHWM MiB", "VmHWM / size", "(VmHWM − before) / size", "DATA→reply s", "failed"}, rows)
+		o.table([]string{fmt.Sprintf("server (%s)", what), "RSS before MiB", "peak RSS polled MiB", "VmHWM MiB", "VmHWM / size", "(VmHWM − before) / size", "DATA→reply s", "failed"}, rows)
 	case 5:
 		var rows [][]string
 		for _, l := range []string{s1HTTP, s1Base} {
@@ -221,21 +229,24 @@ func (o *orchestrator) firstDKIM(n int, label string) string {
 	return strings.Join(seen, ", ")
 }
 
-// throughputTable prints peak throughput rows and their ratio to the
-// baseline.
+// throughputTable prints peak throughput rows and their ratios to the
+// baseline and to the forwarding limit (labelFwd), each taken within a run.
 func (o *orchestrator) throughputTable(n int, labels []string, base string, setup bool) {
-	head := []string{"server", "msg/s", "× baseline", "reply p50 ms", "reply p99 ms", "server CPU ms/msg"}
+	head := []string{"server", "msg/s", "× baseline", "× forwarding", "reply p50 ms", "reply p99 ms", "server CPU ms/msg"}
 	if setup {
 		head = append(head, "setup p50 ms", "setup p99 ms")
 	}
 	head = append(head, "stand-in CPU ms/msg", "generator CPU ms/msg", "SES conns opened", "peak RSS MiB", "failed")
 	var rows [][]string
 	for _, l := range append(labels, base) {
-		r := "1"
+		r, rf := "1", "–"
 		if l != base {
 			r = pct(o.medOf(n, l, base, perSec, ratioOf))
 		}
-		row := []string{l, f0(o.med(n, l, perSec)), r, f3(o.med(n, l, p50)), f3(o.med(n, l, p99)), f3(o.med(n, l, cpuPerMsg))}
+		if l != base && l != labelFwd {
+			rf = f2(o.medOf(n, l, labelFwd, perSec, ratioOf))
+		}
+		row := []string{l, f0(o.med(n, l, perSec)), r, rf, f3(o.med(n, l, p50)), f3(o.med(n, l, p99)), f3(o.med(n, l, cpuPerMsg))}
 		if setup {
 			row = append(row, f2(o.med(n, l, setupP50)), f2(o.med(n, l, setupP99)))
 		}

@@ -35,12 +35,12 @@ type runOpts struct {
 	conns       int
 	size        int
 	bigSize     int
+	bigConns    int
 	idle        int
 	idlePar     int
 	dir         string
 	jsonOut     string
 	profile     string
-	profileBin  string
 	profileMode string
 	profileDKIM string
 	quiet       float64
@@ -102,14 +102,15 @@ const (
 func runMain(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
 	var o runOpts
-	scen := fs.String("scenario", "1..5", `scenarios: "1", "1,3", "1..5", or "none" (with --profile)`)
+	scen := fs.String("scenario", "1..5", `scenarios: "1", "1,3", "1..6", or "none" (with --profile)`)
 	fs.IntVar(&o.runs, "runs", 3, "runs per scenario (medians are reported)")
 	fs.StringVar(&o.relayBin, "relay-bin", "/tmp/sesrelay", "the sesrelay binary")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured window of each throughput measurement")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "load before each measured window")
 	fs.IntVar(&o.conns, "conns", 16, "concurrent connections (scenarios 1-3)")
 	size := fs.String("size", "8KiB", "message size (scenarios 1-3)")
-	big := fs.String("big", "30MiB", "message size of scenario 4")
+	big := fs.String("big", "30MiB", "message size of scenarios 4 and 6")
+	fs.IntVar(&o.bigConns, "big-conns", 10, "concurrent large messages of scenario 6")
 	fs.IntVar(&o.idle, "idle", 1000, "idle connections of scenario 5")
 	fs.IntVar(&o.idlePar, "idle-par", 50, "connections scenario 5 opens at a time")
 	fs.Float64Var(&o.quiet, "quiet", 0.15, "before each measurement wait for a second with at most this fraction of the CPUs busy")
@@ -119,7 +120,6 @@ func runMain(args []string) error {
 	fs.StringVar(&o.profile, "profile", "", "after the scenarios, take a CPU profile of the relay under scenario 1 load into this file")
 	fs.StringVar(&o.profileDKIM, "profile-dkim", "", `with --profile: sign with the "rsa" or "ed25519" key`)
 	fs.StringVar(&o.profileMode, "profile-mode", modePersistent, "load while profiling: persistent (scenario 1) or per-message (scenario 2)")
-	fs.StringVar(&o.profileBin, "profile-bin", "", "profile this build instead of using the admin listener's /debug/pprof: go build -o /tmp/relayprof ./bench/relayprof")
 	fs.Parse(args) //nolint:errcheck // ExitOnError
 
 	var err error
@@ -204,8 +204,8 @@ func parseScenarios(s string) ([]int, error) {
 		if isRange {
 			b, err2 = strconv.Atoi(hi)
 		}
-		if err1 != nil || err2 != nil || a < 1 || b > 5 || a > b {
-			return nil, fmt.Errorf("bad --scenario %q: want numbers 1 to 5, like 1,3 or 1..5", s)
+		if err1 != nil || err2 != nil || a < 1 || b > 6 || a > b {
+			return nil, fmt.Errorf("bad --scenario %q: want numbers 1 to 6, like 1,3 or 1..6", s)
 		}
 		for i := a; i <= b; i++ {
 			if !slices.Contains(out, i) {
@@ -251,7 +251,7 @@ func (o *orchestrator) prepare() error {
 
 // server is one SMTP server under test and what it needs.
 type server struct {
-	kind      string // relay or baseline
+	kind      string // relay, forwarding or baseline
 	proc      *child
 	addr      string
 	stub      *child
@@ -296,7 +296,6 @@ type variant struct {
 	name    string
 	stubTLS bool
 	dkim    string // "", "rsa" or "ed25519"
-	profile string // run bench/relayprof writing a CPU profile here
 }
 
 func (o *orchestrator) startBaseline(tag string) (*server, error) {
@@ -313,20 +312,54 @@ func (o *orchestrator) startBaseline(tag string) (*server, error) {
 	return &server{kind: "baseline", proc: p, addr: addr}, nil
 }
 
-func (o *orchestrator) startRelay(tag string, v variant) (*server, error) {
-	s := &server{kind: "relay"}
+// startStub starts a fresh SES stand-in for s (HTTPS when useTLS, its
+// certificate written to caFile).
+func (o *orchestrator) startStub(s *server, tag string, useTLS bool, caFile string) error {
 	stubArgs := []string{"sesstub", "--listen", "127.0.0.1:0"}
-	caFile := filepath.Join(o.dir, tag+"-ses-ca.pem")
-	if v.stubTLS {
+	if useTLS {
 		stubArgs = append(stubArgs, "--tls", "--cert-out", caFile)
 	}
 	stub, err := startChild("sesstub", o.self, stubArgs, os.Environ(), filepath.Join(o.dir, tag+"-sesstub.log"))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.stub = stub
 	if s.stubURL, err = stub.waitListening(10 * time.Second); err != nil {
 		s.stop()
+		return err
+	}
+	return nil
+}
+
+// startForwarding starts the forwarding limit (bench forwarding) with a
+// stand-in of its own, like a relay's.
+func (o *orchestrator) startForwarding(tag string, useTLS bool) (*server, error) {
+	s := &server{kind: "forwarding"}
+	caFile := filepath.Join(o.dir, tag+"-fwd-ses-ca.pem")
+	if err := o.startStub(s, tag+"-fwd", useTLS, caFile); err != nil {
+		return nil, err
+	}
+	args := []string{"forwarding", "--listen", "127.0.0.1:0", "--user", benchUser, "--pass", benchPass, "--ses", s.stubURL}
+	if useTLS {
+		args = append(args, "--ca", caFile)
+	}
+	p, err := startChild("forwarding", o.self, args, os.Environ(), filepath.Join(o.dir, tag+"-forwarding.log"))
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+	s.proc = p
+	if s.addr, err = p.waitListening(10 * time.Second); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (o *orchestrator) startRelay(tag string, v variant) (*server, error) {
+	s := &server{kind: "relay"}
+	caFile := filepath.Join(o.dir, tag+"-ses-ca.pem")
+	if err := o.startStub(s, tag, v.stubTLS, caFile); err != nil {
 		return nil, err
 	}
 	port, err := freePort()
@@ -370,9 +403,6 @@ func (o *orchestrator) startRelay(tag string, v variant) (*server, error) {
 		env = append(env, "AWS_CA_BUNDLE="+caFile)
 	}
 	bin, args := o.relayBin, []string{"serve", "--config", cfgFile}
-	if v.profile != "" {
-		bin, args = o.profileBin, []string{"--config", cfgFile, "--cpuprofile", v.profile, "--memprofile", v.profile + ".allocs"}
-	}
 	p, err := startChild("relay", bin, args, env, filepath.Join(o.dir, tag+"-relay.log"))
 	if err != nil {
 		s.stop()
@@ -545,18 +575,21 @@ func (o *orchestrator) scenario(ctx context.Context, n int) error {
 		case 1:
 			err = o.scenario1(ctx, tag, run)
 		case 2:
-			err = o.pair(ctx, tag, n, run, []variant{{name: "relay (SES over HTTP)"}}, o.throughput(modePerMessage, 0))
+			err = o.pair(ctx, tag, n, run, []variant{{name: "relay (SES over HTTP)"}}, true, o.throughput(modePerMessage, 0))
 		case 3:
 			err = o.pair(ctx, tag, n, run, []variant{
 				{name: "relay, no DKIM"},
 				{name: "relay, DKIM RSA-2048", dkim: "rsa"},
 				{name: "relay, DKIM Ed25519", dkim: "ed25519"},
-			}, o.throughput(modePersistent, 0))
+			}, true, o.throughput(modePersistent, 0))
 		case 4:
-			err = o.pair(ctx, tag, n, run, []variant{{name: "relay (SES over HTTP)"}},
+			err = o.pair(ctx, tag, n, run, []variant{{name: "relay (SES over HTTP)"}}, true,
 				loadConfig{Mode: modePersistent, Conns: 1, Big: o.bigSize, Timeout: 5 * time.Minute})
+		case 6:
+			err = o.pair(ctx, tag, n, run, []variant{{name: "relay (SES over HTTP)"}}, true,
+				loadConfig{Mode: modePersistent, Conns: o.bigConns, Big: o.bigSize, Timeout: 5 * time.Minute})
 		case 5:
-			err = o.pair(ctx, tag, n, run, []variant{{name: "relay (SES over HTTP)"}},
+			err = o.pair(ctx, tag, n, run, []variant{{name: "relay (SES over HTTP)"}}, false,
 				loadConfig{Mode: modePersistent, Conns: 1, Idle: o.idle, MaxSetup: o.idlePar, Timeout: time.Minute})
 		}
 		if err != nil {
@@ -567,8 +600,8 @@ func (o *orchestrator) scenario(ctx context.Context, n int) error {
 }
 
 // pair measures each relay variant, each in a fresh process, then the
-// baseline, with the same load.
-func (o *orchestrator) pair(ctx context.Context, tag string, n, run int, vs []variant, cfg loadConfig) error {
+// forwarding limit (when fwd), then the baseline, with the same load.
+func (o *orchestrator) pair(ctx context.Context, tag string, n, run int, vs []variant, fwd bool, cfg loadConfig) error {
 	for i, v := range vs {
 		s, err := o.startRelay(fmt.Sprintf("%s-v%d", tag, i), v)
 		if err != nil {
@@ -576,6 +609,17 @@ func (o *orchestrator) pair(ctx context.Context, tag string, n, run int, vs []va
 		}
 		_, err = o.measure(ctx, s, n, run, v.name, cfg)
 		s.stop()
+		if err != nil {
+			return err
+		}
+	}
+	if fwd {
+		f, err := o.startForwarding(tag, false)
+		if err != nil {
+			return err
+		}
+		_, err = o.measure(ctx, f, n, run, labelFwd, cfg)
+		f.stop()
 		if err != nil {
 			return err
 		}
@@ -594,6 +638,8 @@ const (
 	s1HTTP      = "relay (SES over HTTP)"
 	s1HTTPS     = "relay (SES over HTTPS)"
 	s1Base      = "baseline"
+	labelFwd    = "forwarding limit (SES over HTTP)"
+	s1FwdHalf   = labelFwd + halfSuffix
 	halfSuffix  = " at half load"
 	s1HTTPHalf  = s1HTTP + halfSuffix
 	s1HTTPSHalf = s1HTTPS + halfSuffix
@@ -601,9 +647,9 @@ const (
 )
 
 // scenario1 measures peak throughput closed-loop, then latency open-loop
-// at half the relay's peak (over HTTP), the same offered rate for all
-// three servers so that the relay-added latency is a difference at equal
-// load.
+// at half the relay's peak (over HTTP), the same offered rate for every
+// server (relay, forwarding limit, baseline) so that the relay-added
+// latency is a difference at equal load.
 func (o *orchestrator) scenario1(ctx context.Context, tag string, run int) error {
 	var half float64
 	for i, v := range []variant{{name: s1HTTP}, {name: s1HTTPS, stubTLS: true}} {
@@ -623,6 +669,18 @@ func (o *orchestrator) scenario1(ctx context.Context, tag string, run int) error
 			return err
 		}
 	}
+	f, err := o.startForwarding(tag, false)
+	if err != nil {
+		return err
+	}
+	_, err = o.measure(ctx, f, 1, run, labelFwd, o.throughput(modePersistent, 0))
+	if err == nil {
+		_, err = o.measure(ctx, f, 1, run, s1FwdHalf, o.throughput(modePersistent, half))
+	}
+	f.stop()
+	if err != nil {
+		return err
+	}
 	b, err := o.startBaseline(tag)
 	if err != nil {
 		return err
@@ -636,55 +694,45 @@ func (o *orchestrator) scenario1(ctx context.Context, tag string, run int) error
 }
 
 // takeProfile runs one more load (SES over HTTP) while profiling the
-// relay: with --profile-bin, under bench/relayprof (the relay as "serve"
-// builds it, started under the CPU profiler); otherwise through
-// /debug/pprof/ on the relay's admin listener (admin.pprof), fetched for
-// the measured window.
+// relay through /debug/pprof/ on its admin listener (admin.pprof): the CPU
+// profile covers the measured window, the allocation profile the relay's
+// whole life up to the end of the window.
 func (o *orchestrator) takeProfile(ctx context.Context) error {
 	cpu, err := filepath.Abs(o.profile)
 	if err != nil {
 		return err
 	}
-	v := variant{name: s1HTTP, dkim: o.profileDKIM}
-	if o.profileBin != "" {
-		v.profile = cpu
-	}
-	s, err := o.startRelay("profile", v)
+	s, err := o.startRelay("profile", variant{name: s1HTTP, dkim: o.profileDKIM})
 	if err != nil {
 		return err
 	}
 	defer s.stop()
 	cfg := o.throughput(o.profileMode, 0)
-	var fetched chan error
-	if o.profileBin == "" {
-		base := "http://" + s.adminAddr + "/debug/pprof/"
-		resp, err := http.Get(base)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				err = errors.New(resp.Status)
-			}
+	base := "http://" + s.adminAddr + "/debug/pprof/"
+	resp, err := http.Get(base)
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			err = errors.New(resp.Status)
 		}
-		if err != nil {
-			return fmt.Errorf("profile: the relay does not serve %s (%v); build bench/relayprof and pass --profile-bin", base, err)
-		}
-		// The profile covers the measured window: it starts after the
-		// warmup and lasts the window.
-		fetched = make(chan error, 1)
-		go func() {
-			select {
-			case <-time.After(o.warmup):
-			case <-ctx.Done():
-				fetched <- ctx.Err()
-				return
-			}
-			err := fetchTo(ctx, fmt.Sprintf("%sprofile?seconds=%d", base, int(o.duration.Seconds())), cpu, o.duration+30*time.Second)
-			if err == nil {
-				err = fetchTo(ctx, base+"allocs", cpu+".allocs", 30*time.Second)
-			}
-			fetched <- err
-		}()
 	}
+	if err != nil {
+		return fmt.Errorf("profile: the relay does not serve %s (%v): it needs admin.pprof", base, err)
+	}
+	fetched := make(chan error, 1)
+	go func() {
+		select {
+		case <-time.After(o.warmup):
+		case <-ctx.Done():
+			fetched <- ctx.Err()
+			return
+		}
+		err := fetchTo(ctx, fmt.Sprintf("%sprofile?seconds=%d", base, int(o.duration.Seconds())), cpu, o.duration+30*time.Second)
+		if err == nil {
+			err = fetchTo(ctx, base+"allocs", cpu+".allocs", 30*time.Second)
+		}
+		fetched <- err
+	}()
 	label := s1HTTP + " " + o.profileMode
 	if o.profileDKIM != "" {
 		label += ", DKIM " + o.profileDKIM
@@ -693,21 +741,11 @@ func (o *orchestrator) takeProfile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if fetched != nil {
-		if err := <-fetched; err != nil {
-			return fmt.Errorf("profile: %w", err)
-		}
-	}
-	s.stop() // relayprof writes its profiles on the way out
-	if _, err := os.Stat(cpu); err != nil {
-		return s.proc.failed("no profile written", err)
-	}
-	bin := o.relayBin
-	if o.profileBin != "" {
-		bin = o.profileBin
+	if err := <-fetched; err != nil {
+		return fmt.Errorf("profile: %w", err)
 	}
 	fmt.Fprintf(o.out, "CPU profile of the relay under %s load (%.0f msg/s, %.3f ms CPU/msg while profiled): %s (allocations: %s.allocs)\n"+
-		"read it with: go tool pprof -top -nodecount=40 %s %s\n\n", label, sm.Load.PerSec, sm.CPUPerMsg, cpu, cpu, bin, cpu)
+		"read it with: go tool pprof -top -nodecount=40 %s %s\n\n", label, sm.Load.PerSec, sm.CPUPerMsg, cpu, cpu, o.relayBin, cpu)
 	return nil
 }
 

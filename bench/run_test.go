@@ -36,12 +36,12 @@ func TestRelayConfigLoads(t *testing.T) {
 }
 
 func TestParseScenarios(t *testing.T) {
-	for in, want := range map[string][]int{"1": {1}, "1..5": {1, 2, 3, 4, 5}, "3,1": {3, 1}, "1..2,2,5": {1, 2, 5}, "none": nil} {
+	for in, want := range map[string][]int{"1": {1}, "1..5": {1, 2, 3, 4, 5}, "3,1": {3, 1}, "1..2,2,5": {1, 2, 5}, "6": {6}, "none": nil} {
 		if got, err := parseScenarios(in); err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("parseScenarios(%q) = %v, %v", in, got, err)
 		}
 	}
-	for _, bad := range []string{"", "0", "6", "2..1", "a", "1..6"} {
+	for _, bad := range []string{"", "0", "7", "2..1", "a", "1..7"} {
 		if _, err := parseScenarios(bad); err == nil {
 			t.Errorf("parseScenarios(%q): no error", bad)
 		}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-message/textproto"
-	"github.com/emersion/go-msgauth/dkim"
 )
 
 // DKIM signing, RFC 6376 with RFC 8301 (rsa-sha256, RSA >= 1024 bits) and
@@ -95,7 +94,7 @@ func SignedFields(h *textproto.Header) []string {
 // the relay's must be it), then signs m with relaxed/relaxed
 // canonicalization, SHA-256 (rsa-sha256 or ed25519-sha256 by key type), h=
 // from SignedFields, no l= and x= when opts.Expiration is set, and puts
-// the DKIM-Signature field, exactly as go-msgauth formats it, at the top
+// the DKIM-Signature field, exactly as go-msgauth formats it (dkimsign.go), at the top
 // of m.Header. m.Body must already be canonical (Read makes it so).
 //
 // Sign is the last change to a message before it is sent: any later edit
@@ -138,31 +137,14 @@ func Sign(m *Message, opts SignOptions) error {
 		}
 		return &FormatError{Field: top, Reason: fmt.Sprintf("appears %d times; too many copies to sign", most)}
 	}
-	s, err := dkim.NewSigner(&dkim.SignOptions{
-		Domain:                 opts.Domain,
-		Selector:               opts.Selector,
-		Signer:                 opts.Signer,
-		Hash:                   crypto.SHA256,
-		HeaderCanonicalization: dkim.CanonicalizationRelaxed,
-		BodyCanonicalization:   dkim.CanonicalizationRelaxed,
-		HeaderKeys:             keys,
-		Expiration:             expires,
-	})
+	if opts.Domain == "" || opts.Selector == "" {
+		return errors.New("dkim: no domain or selector")
+	}
+	field, err := dkimSignature(&m.Header, m.Body, keys, opts.Domain, opts.Selector, opts.Signer, time.Now(), expires)
 	if err != nil {
-		return err
-	}
-	werr := textproto.WriteHeader(s, m.Header)
-	if werr == nil {
-		_, werr = s.Write(m.Body)
-	}
-	// Close always, so go-msgauth's goroutine ends.
-	if err := s.Close(); err != nil {
 		return fmt.Errorf("dkim: %w", err)
 	}
-	if werr != nil {
-		return fmt.Errorf("dkim: %w", werr)
-	}
-	sig := []byte(s.Signature())
+	sig := []byte(field)
 	for _, line := range bytes.Split(bytes.TrimSuffix(sig, []byte("\r\n")), []byte("\r\n")) {
 		if len(line) > MaxLineLength {
 			return fmt.Errorf("dkim: signature line of %d characters is too long", len(line))

@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"sync"
 
 	"github.com/emersion/go-message/textproto"
 )
@@ -21,6 +22,11 @@ const MaxLineLength = 998
 type Message struct {
 	Header textproto.Header
 	Body   []byte
+
+	// buf is the canonical message Read split, whose tail is Body: the
+	// storage Assemble reuses. nil when the Message was built by hand or
+	// after Assemble used it.
+	buf []byte
 }
 
 // BareNewlines says what Read does with a CR or LF that is not part of a
@@ -113,6 +119,9 @@ func Canonicalize(raw []byte, mode BareNewlines) ([]byte, error) {
 	return out, nil
 }
 
+// headerReaders are the readers of Read (ReadHeader copies what it keeps).
+var headerReaders = sync.Pool{New: func() any { return bufio.NewReader(nil) }}
+
 // Read canonicalizes raw and splits it into header and body.
 func Read(raw []byte, mode BareNewlines) (*Message, error) {
 	c, err := Canonicalize(raw, mode)
@@ -120,24 +129,69 @@ func Read(raw []byte, mode BareNewlines) (*Message, error) {
 		return nil, err
 	}
 	rd := bytes.NewReader(c)
-	br := bufio.NewReader(rd)
+	br := headerReaders.Get().(*bufio.Reader)
+	br.Reset(rd)
 	h, err := textproto.ReadHeader(br)
+	// What ReadHeader did not consume is the body.
+	body := c[len(c)-rd.Len()-br.Buffered():]
+	br.Reset(nil)
+	headerReaders.Put(br)
 	if err != nil {
 		return nil, &FormatError{Reason: "malformed header: " + err.Error()}
 	}
 	if h.Len() == 0 {
 		return nil, &FormatError{Reason: "the message has no header"}
 	}
-	// What ReadHeader did not consume is the body.
-	body := c[len(c)-rd.Len()-br.Buffered():]
-	return &Message{Header: h, Body: body}, nil
+	return &Message{Header: h, Body: body, buf: c}, nil
 }
 
-// Bytes serializes the message.
+// Bytes serializes the message into a new slice.
 func (m *Message) Bytes() []byte {
 	var b bytes.Buffer
 	b.Grow(len(m.Body) + 2048)
 	_ = textproto.WriteHeader(&b, m.Header)
 	b.Write(m.Body)
 	return b.Bytes()
+}
+
+// Assemble serializes the message like Bytes, but in the storage of the
+// slice Read was given, when its capacity holds the result: only the header
+// is rebuilt, written in front of the body, and the body moves within the
+// same array (not at all when the header kept its length), so nothing in
+// proportion to the body is allocated. Without that room, or for a Message
+// not made by Read, it is Bytes.
+//
+// Assemble consumes the storage: the slice given to Read, and any Message
+// sharing m.Body (Header.Copy with the same Body), must not be used after
+// it; m.Body then refers to the body inside the result. The storage is used
+// once: a second Assemble returns a new slice.
+func (m *Message) Assemble() []byte {
+	buf := m.buf
+	m.buf = nil
+	off := len(buf) - len(m.Body)
+	if buf == nil || off < 0 || len(m.Body) > 0 && &buf[off] != &m.Body[0] {
+		return m.bytesMoved()
+	}
+	var hb bytes.Buffer
+	hb.Grow(off + 512)
+	_ = textproto.WriteHeader(&hb, m.Header)
+	hdr := hb.Bytes()
+	n := len(hdr) + len(m.Body)
+	if n > cap(buf) {
+		return m.bytesMoved()
+	}
+	out := buf[:n]
+	if len(hdr) != off {
+		copy(out[len(hdr):], m.Body) // overlapping: copy moves like memmove
+	}
+	copy(out, hdr)
+	m.Body = out[len(hdr):]
+	return out
+}
+
+// bytesMoved is Bytes, with m.Body then referring to the body in the result.
+func (m *Message) bytesMoved() []byte {
+	out := m.Bytes()
+	m.Body = out[len(out)-len(m.Body):]
+	return out
 }

@@ -32,7 +32,7 @@ func (sess *Session) readMessage(r io.Reader, buf *bytes.Buffer) ([]byte, error)
 		// Only for DATA: BDAT lifts the limit itself, from another goroutine.
 		defer liftLineLimit(sess.conn)()
 	}
-	if _, err := buf.ReadFrom(sess.tx.reader(r)); err != nil { // budget.go
+	if err := readData(buf, sess.tx.reader(r)); err != nil { // data.go, budget.go
 		return nil, err
 	}
 	raw := buf.Bytes()

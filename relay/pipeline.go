@@ -154,7 +154,7 @@ func (pl *Pipeline) Prepare(t *policy.Tenant, env Envelope, raw []byte, ref stri
 	}
 	req := base
 	req.Recipients = env.To
-	req.Raw = msg.Bytes()
+	req.Raw = msg.Assemble() // in raw's storage: raw is not used after this
 	p.Requests = []*Request{&req}
 	p.Message = msg
 	return p

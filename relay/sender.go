@@ -13,7 +13,9 @@ type Tag struct{ Name, Value string }
 
 // Request is one SES SendEmail call with raw content. Raw is the complete
 // message as it must be sent (canonical CRLF, signed if signing applies).
-// The Sender must not modify Raw or Recipients.
+// The Sender must not modify Raw or Recipients. Raw may share storage with
+// the DATA buffer, which is reused once Send returned: a Sender that keeps
+// the message past its Send must copy it.
 type Request struct {
 	Tenant           string
 	Region           string // "" means the sender's default region

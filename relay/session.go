@@ -231,7 +231,9 @@ func (sess *Session) Data(r io.Reader) error {
 	defer sess.tx.end()
 	start := time.Now()
 	ref := sess.srv.newID()
-	log := sess.log.With(zap.String("ref", ref), zap.String("mail_from", sess.from), zap.Strings("rcpt", sess.rcpts))
+	// Lazy: the fields are encoded only if this message logs at an enabled
+	// level (1.6% of the CPU per message otherwise), and only within Data.
+	log := sess.log.WithLazy(zap.String("ref", ref), zap.String("mail_from", sess.from), zap.Strings("rcpt", sess.rcpts))
 	buf := readBuffer(sess.sizeHint, sess.st.cfg.Server.MaxMessageBytes)
 	defer releaseBuffer(buf)
 	if sess.tc != nil {
@@ -299,7 +301,7 @@ func readBuffer(sizeHint, max int64) *bytes.Buffer {
 
 // releaseBuffer returns b to the pool. Nothing may refer to its bytes
 // afterwards: Data calls it after the pipeline and the sends are done
-// (requests carry their own copy of the message).
+// (a request's Raw may be built in this buffer: headers.Message.Assemble).
 func releaseBuffer(b *bytes.Buffer) {
 	if b.Cap() <= pooledBufferMax {
 		bufferPool.Put(b)

@@ -17,6 +17,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptrace"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -249,6 +250,8 @@ func (s *Sender) Client(region string) *sesv2.Client {
 		so.Region = region
 		so.Retryer = noRetries()
 		so.RetryMaxAttempts = 1
+		// A fresh slice: the base config's options are shared by every client.
+		so.APIOptions = append(slices.Clip(so.APIOptions), addStreamRawContent)
 		if endpoint != "" {
 			so.BaseEndpoint = aws.String(endpoint)
 		}
@@ -326,6 +329,10 @@ func (s *Sender) Send(ctx context.Context, req *relay.Request) (res *relay.Resul
 	}
 	rt := s.route(o, req)
 	in := Input(req)
+	// The message goes to the SDK by the context and is streamed into the
+	// request body (stream.go); the input carries an empty placeholder.
+	in.Content.Raw = &types.RawMessage{Data: emptyData}
+	ctx = withRaw(ctx, req.Raw)
 	if rt.endpointID != "" {
 		in.EndpointId = aws.String(rt.endpointID)
 	}
