@@ -40,6 +40,8 @@ func Defaults() Config {
 			Failover:       Failover{After: 3, ProbeEvery: 30 * time.Second},
 		},
 		Queue: DefaultQueue(),
+
+		Suppression: DefaultSuppression(),
 		Auth: Auth{
 			MaxFailuresPerConnection: 3,
 			MaxFailures:              10,
@@ -81,6 +83,8 @@ type Config struct {
 	Auth     Auth     `mapstructure:"auth"`
 	Tenants  []Tenant `mapstructure:"tenants"`
 	Queue    Queue    `mapstructure:"queue"`
+
+	Suppression Suppression `mapstructure:"suppression"`
 
 	// Path is the file the configuration was read from ("" for the
 	// embedded default). It is not a key.

@@ -95,6 +95,7 @@ func (c *Config) validate(p *problems) {
 	c.validateAuth(p)
 	c.validateTenants(p)
 	c.validateQueue(p)
+	c.validateSuppression(p)
 }
 
 // normalize puts every domain key in its canonical form (NormalizeDomain):
