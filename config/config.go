@@ -41,6 +41,7 @@ func Defaults() Config {
 		},
 		Queue:             DefaultQueue(),
 		UnsubscribeServer: DefaultUnsubscribeServer(),
+		Suppression:       DefaultSuppression(),
 		Auth: Auth{
 			MaxFailuresPerConnection: 3,
 			MaxFailures:              10,
@@ -89,6 +90,8 @@ type Config struct {
 	// UnsubscribeServer is the built-in one-click unsubscribe endpoint
 	// (config/unsubscribe.go).
 	UnsubscribeServer UnsubscribeServer `mapstructure:"unsubscribe_server"`
+
+	Suppression Suppression `mapstructure:"suppression"`
 
 	// Path is the file the configuration was read from ("" for the
 	// embedded default). It is not a key.

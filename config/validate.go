@@ -96,6 +96,7 @@ func (c *Config) validate(p *problems) {
 	c.validateTenants(p)
 	c.validateQueue(p)
 	c.validateUnsubscribeServer(p)
+	c.validateSuppression(p)
 }
 
 // normalize puts every domain key in its canonical form (NormalizeDomain):
