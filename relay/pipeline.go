@@ -39,6 +39,11 @@ type Prepared struct {
 	// PerRecipient is true when each recipient gets its own request (a
 	// per-recipient unsubscribe token).
 	PerRecipient bool
+	// List is the list the message belongs to ("" for none), and
+	// Suppressed the recipients left out because they unsubscribed from
+	// it (suppress.go).
+	List       string
+	Suppressed []string
 }
 
 func refusal(reply *smtp.SMTPError, reason, detail string) *Prepared {
@@ -81,11 +86,8 @@ func (s *Server) prepare(st *state, t *policy.Tenant, env Envelope, raw []byte, 
 	for name := range tc.HeaderTags {
 		headers.TakeField(h, name)
 	}
-	list := ""
 	lu := tc.ListUnsubscribe
-	if lu != nil && lu.ListIDHeader != "" {
-		list, _ = headers.TakeField(h, lu.ListIDHeader)
-	}
+	list := takeList(h, lu)
 	if d.DKIM != nil {
 		// SES accepts one DKIM-Signature; the relay's replaces the client's.
 		headers.Strip(h, []string{"DKIM-Signature"})
@@ -122,7 +124,7 @@ func (s *Server) prepare(st *state, t *policy.Tenant, env Envelope, raw []byte, 
 		// relay's body hash.
 		DisableTracking: d.DKIM != nil,
 	}
-	p := &Prepared{Decision: d}
+	p := &Prepared{Decision: d, List: list}
 
 	unsubMode := config.UnsubOff
 	if lu != nil {
@@ -234,6 +236,9 @@ func (s *Server) deliver(ctx context.Context, st *state, t *policy.Tenant, env E
 		}
 		s.metrics.message(t.Name, outcome, p.Reason, time.Since(start))
 		return p.Refusal
+	}
+	if r := s.applySuppression(ctx, p, t, ref, log, start); r != nil {
+		return r
 	}
 
 	// A per-recipient send is several SES calls: remember which recipients
