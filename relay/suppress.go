@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-message/textproto"
@@ -79,9 +80,17 @@ func (s *Server) suppress(ctx context.Context, p *Prepared, tenant, mode string,
 	if store == nil || p.List == "" || len(p.Requests) == 0 {
 		return nil
 	}
+	// The unsubscribe token carries the recipient lowercased whole
+	// (headers.UnsubscribeToken): ask for that spelling too, so that
+	// "Ann@example.org" is suppressed by the unsubscribe of its link.
 	var rcpts []string
 	for _, req := range p.Requests {
-		rcpts = append(rcpts, req.Recipients...)
+		for _, r := range req.Recipients {
+			rcpts = append(rcpts, r)
+			if l := strings.ToLower(r); l != r {
+				rcpts = append(rcpts, l)
+			}
+		}
 	}
 	hit, err := store.Suppressed(ctx, tenant, p.List, rcpts)
 	if err != nil {
@@ -98,7 +107,7 @@ func (s *Server) suppress(ctx context.Context, p *Prepared, tenant, mode string,
 	for _, req := range p.Requests {
 		left := make([]string, 0, len(req.Recipients))
 		for _, r := range req.Recipients {
-			if hit[r] {
+			if hit[r] || hit[strings.ToLower(r)] {
 				dropped = append(dropped, r)
 			} else {
 				left = append(left, r)
