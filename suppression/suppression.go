@@ -54,6 +54,15 @@ type Store interface {
 	Close() error
 }
 
+// Batcher is implemented by stores that add many entries at once faster
+// than one by one (imports). Open's store implements it for both stores.
+type Batcher interface {
+	// AddMany adds es as Add would, each normalised and checked first: an
+	// invalid entry fails the call before anything is written. A failure
+	// may leave some entries added (adding them again is harmless).
+	AddMany(ctx context.Context, es []Entry) error
+}
+
 // Options configure Open. The zero value is usable.
 type Options struct {
 	// Logger receives store errors; nil logs nothing.
@@ -102,18 +111,62 @@ func check(e *Entry) error {
 		return fmt.Errorf("%w: empty tenant", ErrInvalid)
 	case e.List == "":
 		return fmt.Errorf("%w: empty list (transactional mail is never suppressed by a list)", ErrInvalid)
+	case hasControl(e.Tenant):
+		return fmt.Errorf("%w: tenant %q has a control character", ErrInvalid, e.Tenant)
+	case hasControl(e.List):
+		return fmt.Errorf("%w: list %q has a control character", ErrInvalid, e.List)
 	case !validRecipient(e.Recipient):
 		return fmt.Errorf("%w: recipient %q is not an address", ErrInvalid, e.Recipient)
 	}
 	return nil
 }
 
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
 func validRecipient(r string) bool {
 	at := strings.LastIndexByte(r, '@')
-	return at > 0 && at < len(r)-1 && !strings.ContainsAny(r, " \t\r\n,")
+	return at > 0 && at < len(r)-1 && !hasControl(r)
 }
 
 // Open opens the store c names, wrapped in the lookup cache and metrics.
+// The store's errors name the config key at fault.
 func Open(ctx context.Context, c config.Suppression, o Options) (Store, error) {
-	return nil, errors.New("suppression: not implemented yet")
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	log := o.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	var inner Store
+	switch c.Store {
+	case config.SuppressionEmbedded, "":
+		s, err := OpenEmbedded(c.Dir, c.Timeout, now)
+		if err != nil {
+			return nil, err
+		}
+		inner = s
+	case config.SuppressionDynamoDB:
+		s, err := OpenDynamoDB(ctx, c.DynamoDB, o.DefaultRegion, now)
+		if err != nil {
+			return nil, err
+		}
+		inner = s
+	default:
+		return nil, fmt.Errorf("suppression.store: must be embedded or dynamodb, got %q", c.Store)
+	}
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		inner.Close()
+		return nil, err
+	}
+	return newCached(inner, c.CacheTTL, c.CacheEntries, c.Timeout, now, m, log), nil
 }
