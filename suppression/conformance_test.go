@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 )
@@ -146,6 +147,46 @@ func testConformance(t *testing.T, open func(t *testing.T) Store) {
 		}
 		if len(got) != 87 {
 			t.Errorf("Suppressed found %d, want 87", len(got))
+		}
+	})
+
+	t.Run("add many", func(t *testing.T) {
+		s := open(t)
+		defer s.Close()
+		b, ok := s.(Batcher)
+		if !ok {
+			t.Skip("store has no AddMany")
+		}
+		mustAdd(t, s, Entry{Tenant: "acme", List: "news", Recipient: "a@example.com", Created: t0, Source: SourceUnsubscribe})
+		err := b.AddMany(ctx, []Entry{
+			{Tenant: "acme", List: "news", Recipient: "b@example.com", Source: SourceImport},
+			{Tenant: "acme", List: "news", Recipient: "not-an-address", Source: SourceImport},
+		})
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("AddMany with an invalid entry = %v, want ErrInvalid", err)
+		}
+		if es := list(t, s, "acme", ""); len(es) != 1 {
+			t.Errorf("AddMany with an invalid entry wrote %v", es)
+		}
+		var es []Entry
+		for i := 0; i < 40; i++ {
+			es = append(es, Entry{Tenant: "acme", List: "news", Recipient: fmt.Sprintf("u%d@EXAMPLE.com", i), Created: t0.Add(time.Minute), Source: SourceImport})
+		}
+		es = append(es, Entry{Tenant: "acme", List: "news", Recipient: "a@example.com", Created: t0.Add(time.Minute), Source: SourceImport})
+		if err := b.AddMany(ctx, es); err != nil {
+			t.Fatal(err)
+		}
+		got := list(t, s, "acme", "news")
+		if len(got) != 41 {
+			t.Errorf("after AddMany List has %d entries, want 41", len(got))
+		}
+		for _, e := range got {
+			if e.Recipient == "a@example.com" && e.Source != SourceUnsubscribe {
+				t.Errorf("AddMany replaced the first entry of a@example.com: %+v", e)
+			}
+			if strings.Contains(e.Recipient, "EXAMPLE") {
+				t.Errorf("AddMany did not normalise %q", e.Recipient)
+			}
 		}
 	})
 

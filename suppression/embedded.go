@@ -141,7 +141,7 @@ func (s *Embedded) AddMany(ctx context.Context, es []Entry) error {
 	for i := range es {
 		e := es[i]
 		if err := check(&e); err != nil {
-			return err
+			return fmt.Errorf("entry %d: %w", i+1, err)
 		}
 		if e.Created.IsZero() {
 			e.Created = s.now()

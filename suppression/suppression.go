@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -72,6 +73,9 @@ type Options struct {
 	// DefaultRegion is the DynamoDB region when suppression.dynamodb.region
 	// is empty (ses.region).
 	DefaultRegion string
+	// AWSConfig, when set, replaces the default AWS credential chain of
+	// the DynamoDB store (tests; embedding programs).
+	AWSConfig *aws.Config
 	// Now is the clock (Created of new entries, cache expiry); nil is
 	// time.Now.
 	Now func() time.Time
@@ -155,7 +159,8 @@ func Open(ctx context.Context, c config.Suppression, o Options) (Store, error) {
 		}
 		inner = s
 	case config.SuppressionDynamoDB:
-		s, err := OpenDynamoDB(ctx, c.DynamoDB, o.DefaultRegion, now)
+		o.Now = now
+		s, err := OpenDynamoDB(ctx, c.DynamoDB, o)
 		if err != nil {
 			return nil, err
 		}
