@@ -25,6 +25,7 @@ var RestartKeys = []string{
 	"auth.max_concurrent_hashes",
 	"delivery.mode",
 	"queue",
+	"suppression",
 }
 
 // NeedsRestart reports whether key (a path from KeyPaths) is one of
