@@ -26,6 +26,7 @@ var RestartKeys = []string{
 	"delivery.mode",
 	"queue",
 	"unsubscribe_server",
+	"suppression",
 }
 
 // NeedsRestart reports whether key (a path from KeyPaths) is one of

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -54,6 +55,15 @@ type Store interface {
 	Close() error
 }
 
+// Batcher is implemented by stores that add many entries at once faster
+// than one by one (imports). Open's store implements it for both stores.
+type Batcher interface {
+	// AddMany adds es as Add would, each normalised and checked first: an
+	// invalid entry fails the call before anything is written. A failure
+	// may leave some entries added (adding them again is harmless).
+	AddMany(ctx context.Context, es []Entry) error
+}
+
 // Options configure Open. The zero value is usable.
 type Options struct {
 	// Logger receives store errors; nil logs nothing.
@@ -63,6 +73,9 @@ type Options struct {
 	// DefaultRegion is the DynamoDB region when suppression.dynamodb.region
 	// is empty (ses.region).
 	DefaultRegion string
+	// AWSConfig, when set, replaces the default AWS credential chain of
+	// the DynamoDB store (tests; embedding programs).
+	AWSConfig *aws.Config
 	// Now is the clock (Created of new entries, cache expiry); nil is
 	// time.Now.
 	Now func() time.Time
@@ -102,18 +115,63 @@ func check(e *Entry) error {
 		return fmt.Errorf("%w: empty tenant", ErrInvalid)
 	case e.List == "":
 		return fmt.Errorf("%w: empty list (transactional mail is never suppressed by a list)", ErrInvalid)
+	case hasControl(e.Tenant):
+		return fmt.Errorf("%w: tenant %q has a control character", ErrInvalid, e.Tenant)
+	case hasControl(e.List):
+		return fmt.Errorf("%w: list %q has a control character", ErrInvalid, e.List)
 	case !validRecipient(e.Recipient):
 		return fmt.Errorf("%w: recipient %q is not an address", ErrInvalid, e.Recipient)
 	}
 	return nil
 }
 
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
 func validRecipient(r string) bool {
 	at := strings.LastIndexByte(r, '@')
-	return at > 0 && at < len(r)-1 && !strings.ContainsAny(r, " \t\r\n,")
+	return at > 0 && at < len(r)-1 && !hasControl(r)
 }
 
 // Open opens the store c names, wrapped in the lookup cache and metrics.
+// The store's errors name the config key at fault.
 func Open(ctx context.Context, c config.Suppression, o Options) (Store, error) {
-	return nil, errors.New("suppression: not implemented yet")
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	log := o.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	var inner Store
+	switch c.Store {
+	case config.SuppressionEmbedded, "":
+		s, err := OpenEmbedded(c.Dir, c.Timeout, now)
+		if err != nil {
+			return nil, err
+		}
+		inner = s
+	case config.SuppressionDynamoDB:
+		o.Now = now
+		s, err := OpenDynamoDB(ctx, c.DynamoDB, o)
+		if err != nil {
+			return nil, err
+		}
+		inner = s
+	default:
+		return nil, fmt.Errorf("suppression.store: must be embedded or dynamodb, got %q", c.Store)
+	}
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		inner.Close()
+		return nil, err
+	}
+	return newCached(inner, c.CacheTTL, c.CacheEntries, c.Timeout, now, m, log), nil
 }
