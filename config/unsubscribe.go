@@ -71,6 +71,9 @@ func (c *Config) validateUnsubscribeServer(p *problems) {
 		if _, _, err := net.SplitHostPort(u.Address); err != nil {
 			p.add("unsubscribe_server.address", "not host:port: %q", u.Address)
 		}
+		if !c.SuppressionOn() {
+			p.add("unsubscribe_server.address", "the endpoint records unsubscribes in the suppression store: set suppression.dir (or suppression.store: dynamodb)")
+		}
 	}
 	if (u.TLS.CertFile == "") != (u.TLS.KeyFile == "") {
 		p.add("unsubscribe_server.tls", "cert_file and key_file go together (neither: plain HTTP behind a TLS-terminating load balancer)")
@@ -154,4 +157,13 @@ func (t *Tenant) UnsubscribeSecrets() [][]byte {
 		return nil
 	}
 	return append([][]byte{lu.Secret}, lu.PreviousSecrets...)
+}
+
+// SuppressionOn reports whether the relay keeps a suppression store:
+// suppression.store is dynamodb, or embedded with suppression.dir set.
+// serve then opens it at start, leaves suppressed recipients out of list
+// mail and records the built-in endpoint's unsubscribes in it.
+func (c *Config) SuppressionOn() bool {
+	s := &c.Suppression
+	return s.Store == SuppressionDynamoDB || (s.Store == SuppressionEmbedded && s.Dir != "")
 }

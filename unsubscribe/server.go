@@ -82,3 +82,6 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	return err
 }
+
+// Close releases the listener of a Server that never served.
+func (s *Server) Close() error { return s.ln.Close() }
