@@ -169,7 +169,11 @@ func (s *Server) applySuppression(ctx context.Context, p *Prepared, t *policy.Te
 	case 5:
 		outcome = "rejected"
 	}
-	log.Info("message not sent", zap.String("reason", reason), zap.Int("code", r.Code), zap.String("reply", r.Message),
+	lvl := log.Info
+	if r.Code/100 == 4 {
+		lvl = log.Error
+	}
+	lvl("message suppressed", zap.String("reason", reason), zap.Int("code", r.Code), zap.String("reply", r.Message),
 		zap.Duration("duration", time.Since(start)))
 	s.metrics.message(t.Name, outcome, reason, time.Since(start))
 	return r

@@ -34,6 +34,7 @@ import (
 	"github.com/sesrelay/sesrelay/relay/ses"
 	"github.com/sesrelay/sesrelay/relay/sestest"
 	"github.com/sesrelay/sesrelay/relay/smtptest"
+	"github.com/sesrelay/sesrelay/unsubscribe"
 )
 
 // adminYAML is a relay with one plaintext loopback listener (AUTH allowed
@@ -691,6 +692,14 @@ func metricNames(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	q.Close()
+	// The unsubscribe endpoint registers its own series when built.
+	cfg := config.Defaults()
+	if _, err := unsubscribe.NewHandler(cfg.UnsubscribeServer, unsubscribe.Options{
+		Config: func() *config.Config { return &cfg }, Store: unsubscribe.RecorderFunc(nil),
+		Registerer: collectingRegisterer{prometheus.NewRegistry(), describe},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	return names
 }
 
