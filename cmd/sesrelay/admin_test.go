@@ -34,6 +34,7 @@ import (
 	"github.com/sesrelay/sesrelay/relay/ses"
 	"github.com/sesrelay/sesrelay/relay/sestest"
 	"github.com/sesrelay/sesrelay/relay/smtptest"
+	"github.com/sesrelay/sesrelay/suppression"
 )
 
 // adminYAML is a relay with one plaintext loopback listener (AUTH allowed
@@ -691,6 +692,14 @@ func metricNames(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	q.Close()
+	// So does the suppression store.
+	sup := config.DefaultSuppression()
+	sup.Dir = t.TempDir()
+	ss, err := suppression.Open(context.Background(), sup, suppression.Options{Registerer: collectingRegisterer{prometheus.NewRegistry(), describe}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss.Close()
 	return names
 }
 
