@@ -234,3 +234,81 @@ func TestCacheBounded(t *testing.T) {
 		t.Errorf("cache holds %d keys, bound 100", n)
 	}
 }
+
+// gateStore answers "not suppressed" from a snapshot taken before it
+// blocks on gate: a lookup in flight while an Add happens elsewhere.
+type gateStore struct {
+	*memStore
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (g gateStore) Suppressed(ctx context.Context, tenant, list string, rcpts []string) (map[string]bool, error) {
+	res, err := g.memStore.Suppressed(ctx, tenant, list, rcpts)
+	g.entered <- struct{}{}
+	<-g.gate
+	return res, err
+}
+
+// TestCacheLookupRacingAdd: a lookup that read the store before an Add
+// through the same replica finished must not cache its older answer.
+func TestCacheLookupRacingAdd(t *testing.T) {
+	ctx := context.Background()
+	inner := newMemStore()
+	g := gateStore{inner, make(chan struct{}), make(chan struct{})}
+	m, _ := newMetrics(nil)
+	c := newCached(g, time.Minute, 100, 5*time.Second, time.Now, m, zaptest.NewLogger(t))
+	done := make(chan map[string]bool)
+	go func() {
+		got, _ := c.Suppressed(ctx, "acme", "news", []string{"a@example.com"})
+		done <- got
+	}()
+	<-g.entered
+	if err := c.Add(ctx, Entry{Tenant: "acme", List: "news", Recipient: "a@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	close(g.gate)
+	if got := <-done; len(got) != 0 {
+		t.Fatalf("the racing lookup saw %v; the test wants it to have read before the Add", got)
+	}
+	go func() {
+		for range g.entered {
+		}
+	}()
+	defer close(g.entered)
+	if got, _ := c.Suppressed(ctx, "acme", "news", []string{"a@example.com"}); !got["a@example.com"] {
+		t.Error("the lookup that raced with Add cached its older answer over the Add")
+	}
+}
+
+func TestCacheConcurrent(t *testing.T) {
+	ctx := context.Background()
+	inner := newMemStore()
+	m, _ := newMetrics(nil)
+	c := newCached(inner, time.Minute, 64, time.Second, time.Now, m, zaptest.NewLogger(t))
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				r := []string{"u" + string(rune('a'+i%26)) + "@example.com"}
+				if i%7 == w {
+					c.Add(ctx, Entry{Tenant: "acme", List: "news", Recipient: r[0]})
+				}
+				if _, err := c.Suppressed(ctx, "acme", "news", r); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i := 0; i < 26; i++ {
+		r := "u" + string(rune('a'+i)) + "@example.com"
+		got, _ := c.Suppressed(ctx, "acme", "news", []string{r})
+		_, stored := inner.entries[cacheKey{"acme", "news", r}]
+		if got[r] != stored {
+			t.Errorf("%s: cache says %v, store %v", r, got[r], stored)
+		}
+	}
+}

@@ -54,7 +54,7 @@ func OpenEmbedded(dir string, timeout time.Duration, now func() time.Time) (*Emb
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
 	if err != nil {
 		if err == bolt.ErrTimeout {
-			return nil, fmt.Errorf("suppression: %s is locked by another process (one relay at a time may use the embedded store)", path)
+			return nil, fmt.Errorf("suppression: %s is locked by another process: one process at a time opens the embedded store (stop the relay that holds it, or use suppression.store: dynamodb)", path)
 		}
 		return nil, fmt.Errorf("suppression: open %s: %w", path, err)
 	}

@@ -107,6 +107,14 @@ func Normalize(recipient string) string {
 	return r[:at+1] + d
 }
 
+// Check returns e with its recipient normalised, or an error wrapping
+// ErrInvalid saying what Add would refuse (for tools that validate a whole
+// import before writing).
+func Check(e Entry) (Entry, error) {
+	err := check(&e)
+	return e, err
+}
+
 // check validates and normalises e for Add.
 func check(e *Entry) error {
 	e.Recipient = Normalize(e.Recipient)

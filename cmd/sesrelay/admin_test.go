@@ -34,6 +34,7 @@ import (
 	"github.com/sesrelay/sesrelay/relay/ses"
 	"github.com/sesrelay/sesrelay/relay/sestest"
 	"github.com/sesrelay/sesrelay/relay/smtptest"
+	"github.com/sesrelay/sesrelay/suppression"
 	"github.com/sesrelay/sesrelay/unsubscribe"
 )
 
@@ -692,6 +693,14 @@ func metricNames(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	q.Close()
+	// So does the suppression store.
+	sup := config.DefaultSuppression()
+	sup.Dir = t.TempDir()
+	ss, err := suppression.Open(context.Background(), sup, suppression.Options{Registerer: collectingRegisterer{prometheus.NewRegistry(), describe}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss.Close()
 	// The unsubscribe endpoint registers its own series when built.
 	cfg := config.Defaults()
 	if _, err := unsubscribe.NewHandler(cfg.UnsubscribeServer, unsubscribe.Options{

@@ -177,4 +177,3 @@ func TestServeUnsubscribeLoop(t *testing.T) {
 		t.Fatalf("store holds %v", entries)
 	}
 }
-
