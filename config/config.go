@@ -273,6 +273,9 @@ type ListUnsubscribe struct {
 	// PreviousSecretFiles are secrets the tenant used before SecretFile:
 	// links made with them still verify at the built-in endpoint.
 	PreviousSecretFiles []string `mapstructure:"previous_secret_files"`
+	// Webhook, when its URL is set, is told of each unsubscribe the
+	// built-in endpoint records (config/unsubscribe.go).
+	Webhook UnsubscribeWebhook `mapstructure:"webhook"`
 
 	// Secret is the content of SecretFile, loaded at load time.
 	Secret []byte `mapstructure:"-"`

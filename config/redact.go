@@ -16,6 +16,7 @@ func (c *Config) Redacted() Config {
 			lu := *t.ListUnsubscribe
 			lu.Secret = nil
 			lu.PreviousSecrets = nil
+			lu.Webhook.Secret = nil
 			t.ListUnsubscribe = &lu
 		}
 		t.DKIM = make([]DKIMKey, len(c.Tenants[i].DKIM))

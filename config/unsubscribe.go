@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/url"
 	"time"
 )
 
@@ -38,6 +39,17 @@ type UnsubscribeTLS struct {
 
 	// Certificate is loaded from CertFile/KeyFile by LoadFiles.
 	Certificate *tls.Certificate `mapstructure:"-"`
+}
+
+// UnsubscribeWebhook is a tenant's application endpoint that the built-in
+// unsubscribe endpoint POSTs each recorded unsubscribe to, as JSON signed
+// with HMAC-SHA256 under the content of SecretFile (docs/unsubscribe.md).
+type UnsubscribeWebhook struct {
+	URL        string `mapstructure:"url"`
+	SecretFile string `mapstructure:"secret_file"`
+
+	// Secret is the content of SecretFile, loaded at load time.
+	Secret []byte `mapstructure:"-"`
 }
 
 // What a tenant does with the recipients of a list message who
@@ -107,6 +119,15 @@ func (c *Config) validateUnsubscribeServer(p *problems) {
 		if lu == nil {
 			continue
 		}
+		if wh := &lu.Webhook; wh.URL != "" || wh.SecretFile != "" {
+			wp := path + ".list_unsubscribe.webhook"
+			if pu, err := url.Parse(wh.URL); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" || pu.User != nil {
+				p.add(wp+".url", "must be an http:// or https:// URL without user info, got %q", wh.URL)
+			}
+			if wh.SecretFile == "" {
+				p.add(wp+".secret_file", "required with a webhook url (an HMAC key of at least 32 bytes)")
+			}
+		}
 		if len(lu.PreviousSecretFiles) > 0 && lu.SecretFile == "" {
 			p.add(path+".list_unsubscribe.previous_secret_files", "set without secret_file: the current secret comes first")
 		}
@@ -135,6 +156,15 @@ func (c *Config) loadUnsubscribeFiles(p *problems) {
 			continue
 		}
 		lu.PreviousSecrets = nil
+		lu.Webhook.Secret = nil
+		if f := lu.Webhook.SecretFile; f != "" && lu.Webhook.URL != "" {
+			s, err := readSecret(f)
+			if err != nil {
+				p.add(fmt.Sprintf("tenants[%d].list_unsubscribe.webhook.secret_file", i), "%v", err)
+			} else {
+				lu.Webhook.Secret = s
+			}
+		}
 		for j, f := range lu.PreviousSecretFiles {
 			if f == "" {
 				continue

@@ -73,6 +73,9 @@ type Options struct {
 	// Now is the clock of the rate limiter and of Entry.Created; nil is
 	// time.Now.
 	Now func() time.Time
+	// WebhookBackoff is the wait before webhook attempt n+1 after attempt
+	// n failed; nil doubles from 1 s up to 2 min.
+	WebhookBackoff func(attempt int) time.Duration
 }
 
 // Handler serves PathPrefix + token. Mount it directly, not on an
@@ -86,6 +89,7 @@ type Handler struct {
 	trusted []netip.Prefix
 	limit   *limiter
 	metrics *metrics
+	webhook *webhook
 }
 
 // Results of a request (the result label of
@@ -138,8 +142,13 @@ func NewHandler(sc config.UnsubscribeServer, o Options) (*Handler, error) {
 	}
 	h.limit = newLimiter(rl, burst)
 	h.metrics = newMetrics(o.Registerer)
+	h.webhook = newWebhook(o.Config, h.log, o.Now, o.WebhookBackoff, h.metrics.webhook)
 	return h, nil
 }
+
+// Close stops the tenants' webhook deliveries; events not yet delivered
+// are dropped (counted). Call it once the server stopped.
+func (h *Handler) Close() { h.webhook.close() }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd := w.Header()
@@ -207,6 +216,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.metrics.unsubscribes.WithLabelValues(tenant).Inc()
+	h.webhook.notify(Event{Tenant: tenant, List: claims.List, Recipient: e.Recipient, Time: e.Created, Source: e.Source})
 	h.respond(w, r, http.StatusOK, "You are unsubscribed: "+mask(claims.Recipient)+" will get no more mail of this list.")
 	log.Info("unsubscribed", zap.String("recipient", claims.Recipient), zap.Int("status", http.StatusOK))
 	h.metrics.requests.WithLabelValues(resultUnsubscribed).Inc()
@@ -399,6 +409,7 @@ func (h *Handler) isTrusted(a netip.Addr) bool {
 type metrics struct {
 	requests     *prometheus.CounterVec
 	unsubscribes *prometheus.CounterVec
+	webhook      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -411,12 +422,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "sesrelay_unsubscribes_total",
 			Help: "One-click unsubscribes recorded by the built-in endpoint, by tenant.",
 		}, []string{"tenant"}),
+		webhook: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sesrelay_unsubscribe_webhook_total",
+			Help: "Tenant webhook deliveries of unsubscribes, by tenant and result (delivered, retried, failed, dropped).",
+		}, []string{"tenant", "result"}),
 	}
 	for _, r := range results {
 		m.requests.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.unsubscribes)
+		reg.MustRegister(m.requests, m.unsubscribes, m.webhook)
 	}
 	return m
 }

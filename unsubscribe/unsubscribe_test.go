@@ -184,7 +184,9 @@ func TestHandler(t *testing.T) {
 				return "application/x-www-form-urlencoded", strings.NewReader("List-Unsubscribe=Yes")
 			}, 400, "not a one-click", none},
 		{"POST as JSON", "POST", "/u/" + good,
-			func() (string, io.Reader) { return "application/json", strings.NewReader(`{"List-Unsubscribe":"One-Click"}`) }, 400, "not a one-click", none},
+			func() (string, io.Reader) {
+				return "application/json", strings.NewReader(`{"List-Unsubscribe":"One-Click"}`)
+			}, 400, "not a one-click", none},
 		{"POST over the body bound", "POST", "/u/" + good,
 			func() (string, io.Reader) {
 				return "application/x-www-form-urlencoded", strings.NewReader("List-Unsubscribe=One-Click&pad=" + big)

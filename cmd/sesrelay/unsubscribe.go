@@ -19,9 +19,10 @@ import (
 // unsubscribe_server.address is set), both built once at start: their keys
 // need a restart (config.RestartKeys).
 type suppressionParts struct {
-	store suppression.Store
-	unsub *unsubscribe.Server
-	log   *zap.Logger
+	store   suppression.Store
+	unsub   *unsubscribe.Server
+	handler *unsubscribe.Handler
+	log     *zap.Logger
 
 	cancel context.CancelFunc
 	done   chan error
@@ -70,9 +71,10 @@ func (p *suppressionParts) listen(cfg *config.Config, current func() *config.Con
 	}
 	s, err := unsubscribe.Listen(sc, h, p.log)
 	if err != nil {
+		h.Close()
 		return fmt.Errorf("unsubscribe_server.address: %w", err)
 	}
-	p.unsub = s
+	p.unsub, p.handler = s, h
 	return nil
 }
 
@@ -99,6 +101,10 @@ func (p *suppressionParts) stop() {
 		_ = p.unsub.Close()
 	}
 	p.unsub = nil
+	if p.handler != nil {
+		p.handler.Close()
+		p.handler = nil
+	}
 	if p.store != nil {
 		if err := p.store.Close(); err != nil {
 			p.log.Error("closing the suppression store", zap.Error(err))
