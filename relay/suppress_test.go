@@ -263,4 +263,3 @@ func TestSuppressionLookupFailureIs451(t *testing.T) {
 		t.Fatalf("failed/suppression_unavailable = %v, want 1", v)
 	}
 }
-

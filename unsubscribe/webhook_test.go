@@ -196,4 +196,3 @@ func TestWebhookNeverBlocksTheUnsubscribe(t *testing.T) {
 	close(app.release)
 	waitFor(t, "six deliveries", func() bool { return e.result(t, "delivered") == 6 })
 }
-
