@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -175,5 +177,21 @@ func TestServeUnsubscribeLoop(t *testing.T) {
 	})
 	if !slices.Equal(entries, []string{"monthly/ann@example.org", "monthly/carl@example.org"}) {
 		t.Fatalf("store holds %v", entries)
+	}
+}
+
+func TestCheckShowsUnsubscribeEndpoint(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "k")
+	writeAtomic(t, key, "a-secret-a-secret-a-secret-0123456789")
+	path := filepath.Join(dir, "sesrelay.yaml")
+	yaml := strings.NewReplacer("OUTBOX", dir, "SUPPDIR", filepath.Join(dir, "supp"), "BILLING_HASH", reloadHash, "SECRET", key).Replace(unsubYAML)
+	writeAtomic(t, path, strings.Replace(yaml, `address: "127.0.0.1:0", rate_burst`, `address: "127.0.0.1:8443", rate_burst`, 1))
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"check", "--config", path}, nil, &stdout, &stderr, nil); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if want := "127.0.0.1:8443  unsubscribe endpoint (http, behind a TLS-terminating proxy)"; !strings.Contains(stdout.String(), want) {
+		t.Fatalf("summary lacks %q:\n%s", want, stdout.String())
 	}
 }
