@@ -93,12 +93,18 @@ var ErrInvalid = errors.New("suppression: invalid entry")
 // removed, and is refused by Add.
 func Normalize(recipient string) string {
 	r := strings.TrimSpace(recipient)
-	if len(r) >= 2 && r[0] == '<' && r[len(r)-1] == '>' {
-		r = r[1 : len(r)-1]
+	for len(r) >= 2 && r[0] == '<' && r[len(r)-1] == '>' {
+		r = strings.TrimSpace(r[1 : len(r)-1])
 	}
 	at := strings.LastIndexByte(r, '@')
 	if at <= 0 || at == len(r)-1 {
 		return r
+	}
+	if d, ok := asciiDomain(r[at+1:]); ok {
+		if len(d) == len(r)-at-1 && !hasUpper(d) {
+			return r // already normal: no allocation
+		}
+		return r[:at+1] + strings.ToLower(d)
 	}
 	d, err := config.NormalizeDomain(r[at+1:])
 	if err != nil || strings.HasPrefix(d, "*.") {
@@ -113,6 +119,38 @@ func Normalize(recipient string) string {
 func Check(e Entry) (Entry, error) {
 	err := check(&e)
 	return e, err
+}
+
+// asciiDomain returns d without one trailing dot when d is a host name of
+// ASCII letters, digits, hyphens and dots, for which config.NormalizeDomain
+// (IDNA) would only lowercase and trim: the common case, kept off idna's
+// cost on the send path.
+func asciiDomain(d string) (string, bool) {
+	d = strings.TrimSuffix(d, ".")
+	if d == "" {
+		return "", false
+	}
+	for i := 0; i < len(d); i++ {
+		switch c := d[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '.':
+		default:
+			return "", false
+		}
+	}
+	// Punycode labels go through idna, which validates them.
+	if strings.Contains(d, "--") {
+		return "", false
+	}
+	return d, true
+}
+
+func hasUpper(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return true
+		}
+	}
+	return false
 }
 
 // check validates and normalises e for Add.
