@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"mime"
 	"net/http"
 	"net/netip"
@@ -44,6 +45,10 @@ import (
 // PathPrefix is the path before the token: a tenant's list_unsubscribe.url
 // pointing here is https://HOST/u/{token}.
 const PathPrefix = "/u/"
+
+// HealthPath answers 200 "ok" to GET and HEAD, for a load balancer's
+// health check.
+const HealthPath = "/healthz"
 
 // Recorder records an unsubscribe. suppression.Store implements it. Add
 // must be idempotent: providers may POST more than once.
@@ -160,6 +165,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	client := h.clientAddr(r)
 	log := h.log.With(zap.String("client", client.String()), zap.String("method", r.Method))
 
+	if r.URL.Path == HealthPath && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		// For the load balancer's health check: not counted, not logged.
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "ok\n")
+		return
+	}
 	token, ok := strings.CutPrefix(r.URL.Path, PathPrefix)
 	if !ok || token == "" || strings.Contains(token, "/") {
 		h.answer(w, log, http.StatusNotFound, resultNotFound, "not found", nil)

@@ -197,6 +197,8 @@ func TestHandler(t *testing.T) {
 		{"unknown tenant", "POST", "/u/" + token(secretNew, "nobody", "monthly", "eve@example.org"), formBody, 404, "invalid unsubscribe link", none},
 		{"tenant without a secret", "POST", "/u/" + token(secretNew, "nosecret", "monthly", "eve@example.org"), formBody, 404, "invalid unsubscribe link", none},
 		{"other path", "POST", "/x/" + good, formBody, 404, "not found", none},
+		{"health check", "GET", "/healthz", nil, 200, "ok", none},
+		{"health check is not a POST target", "POST", "/healthz", formBody, 404, "not found", none},
 		{"token with a slash after it", "POST", "/u/" + good + "/more", formBody, 404, "not found", none},
 		{"PUT", "PUT", "/u/" + good, formBody, 405, "use POST", none},
 		{"POST form records", "POST", "/u/" + good, formBody, 200, "You are unsubscribed: a***@example.org",
