@@ -93,6 +93,7 @@ func start(t testing.TB, node, cli string) (string, error) {
 	}
 	// Tables become active quickly: the tests wait for them.
 	cmd := exec.Command(node, cli, "--host", "127.0.0.1", "--port", fmt.Sprint(port), "--createTableMs", "10", "--deleteTableMs", "10", "--updateTableMs", "10")
+	dieWithParent(cmd)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return "", err
