@@ -42,11 +42,21 @@ mkdir -p "$out/rendered"
 	>"$out/rendered/default.yaml"
 "$HELM" template sesrelay "$CHART" --namespace mail --kube-version "$KUBE_VERSION" \
 	-f "$CHART/ci/all-optional-values.yaml" >"$out/rendered/all-optional.yaml"
+"$HELM" lint --strict "$CHART" -f "$CHART/ci/suppression-embedded-values.yaml"
+"$HELM" template sesrelay "$CHART" --namespace mail --kube-version "$KUBE_VERSION" \
+	-f "$CHART/ci/suppression-embedded-values.yaml" >"$out/rendered/suppression-embedded.yaml"
 
 # A chart that must refuse to render: a grace period shorter than the drain.
 if "$HELM" template sesrelay "$CHART" --kube-version "$KUBE_VERSION" \
 	--set terminationGracePeriodSeconds=10 >/dev/null 2>&1; then
 	echo "deploy-check: the chart rendered with terminationGracePeriodSeconds below shutdown_timeout" >&2
+	exit 1
+fi
+
+# Nor the embedded suppression store with more than one replica.
+if "$HELM" template sesrelay "$CHART" --kube-version "$KUBE_VERSION" \
+	-f "$CHART/ci/suppression-embedded-values.yaml" --set replicaCount=2 >/dev/null 2>&1; then
+	echo "deploy-check: the chart rendered the embedded suppression store with two replicas" >&2
 	exit 1
 fi
 

@@ -40,7 +40,9 @@ func Defaults() Config {
 			MaxIdleConns:   64,
 			Failover:       Failover{After: 3, ProbeEvery: 30 * time.Second},
 		},
-		Queue: DefaultQueue(),
+		Queue:             DefaultQueue(),
+		UnsubscribeServer: DefaultUnsubscribeServer(),
+		Suppression:       DefaultSuppression(),
 		Auth: Auth{
 			MaxFailuresPerConnection: 3,
 			MaxFailures:              10,
@@ -53,8 +55,8 @@ func Defaults() Config {
 
 // defaultElements sets the defaults of keys inside lists, which the
 // Defaults literal cannot hold: server.listeners[].tls,
-// tenants[].from_policy, tenants[].display_name, tenants[].long_lines and
-// tenants[].list_unsubscribe.mode.
+// tenants[].from_policy, tenants[].display_name, tenants[].long_lines,
+// tenants[].list_unsubscribe.mode and tenants[].suppressed_recipients.
 func (c *Config) defaultElements() {
 	for i := range c.Server.Listeners {
 		if c.Server.Listeners[i].TLS == "" {
@@ -75,6 +77,9 @@ func (c *Config) defaultElements() {
 		if t.ListUnsubscribe != nil && t.ListUnsubscribe.Mode == "" {
 			t.ListUnsubscribe.Mode = UnsubOff
 		}
+		if t.SuppressedRecipients == "" {
+			t.SuppressedRecipients = SuppressDrop
+		}
 	}
 }
 
@@ -89,6 +94,11 @@ type Config struct {
 	Auth     Auth     `mapstructure:"auth"`
 	Tenants  []Tenant `mapstructure:"tenants"`
 	Queue    Queue    `mapstructure:"queue"`
+	// UnsubscribeServer is the built-in one-click unsubscribe endpoint
+	// (config/unsubscribe.go).
+	UnsubscribeServer UnsubscribeServer `mapstructure:"unsubscribe_server"`
+
+	Suppression Suppression `mapstructure:"suppression"`
 
 	// Path is the file the configuration was read from ("" for the
 	// embedded default). It is not a key.
@@ -251,6 +261,9 @@ type Tenant struct {
 	// DeliveryMode overrides delivery.mode for this tenant ("" inherits).
 	DeliveryMode string      `mapstructure:"delivery_mode"`
 	Queue        TenantQueue `mapstructure:"queue"`
+	// SuppressedRecipients is drop or reject: what happens to recipients
+	// of a list message who unsubscribed from that list (config/unsubscribe.go).
+	SuppressedRecipients string `mapstructure:"suppressed_recipients"`
 }
 
 // From policies.
@@ -290,9 +303,17 @@ type ListUnsubscribe struct {
 	Mailto       string `mapstructure:"mailto"`
 	SecretFile   string `mapstructure:"secret_file"`
 	ListIDHeader string `mapstructure:"list_id_header"`
+	// PreviousSecretFiles are secrets the tenant used before SecretFile:
+	// links made with them still verify at the built-in endpoint.
+	PreviousSecretFiles []string `mapstructure:"previous_secret_files"`
+	// Webhook, when its URL is set, is told of each unsubscribe the
+	// built-in endpoint records (config/unsubscribe.go).
+	Webhook UnsubscribeWebhook `mapstructure:"webhook"`
 
 	// Secret is the content of SecretFile, loaded at load time.
 	Secret []byte `mapstructure:"-"`
+	// PreviousSecrets are the contents of PreviousSecretFiles.
+	PreviousSecrets [][]byte `mapstructure:"-"`
 }
 
 // List-Unsubscribe modes.

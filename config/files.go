@@ -57,7 +57,9 @@ func (c *Config) loadFiles(p *problems) {
 			}
 			u.Hash = h
 		}
-		if u := t.ListUnsubscribe; u != nil && u.Mode == UnsubAdd && u.SecretFile != "" {
+		// Loaded in every mode: the built-in unsubscribe endpoint
+		// verifies links of mail sent while the mode was add.
+		if u := t.ListUnsubscribe; u != nil && u.SecretFile != "" {
 			loadSecret(p, path+".list_unsubscribe.secret_file", u)
 		}
 		for j := range t.DKIM {
@@ -73,18 +75,28 @@ func (c *Config) loadFiles(p *problems) {
 			k.Signer = signer
 		}
 	}
+	c.loadUnsubscribeFiles(p)
 }
 
 func loadSecret(p *problems, key string, u *ListUnsubscribe) {
-	b, err := os.ReadFile(u.SecretFile)
+	secret, err := readSecret(u.SecretFile)
 	if err != nil {
 		p.add(key, "%v", err)
 		return
 	}
+	u.Secret = secret
+}
+
+// readSecret reads an unsubscribe secret: the file's content without
+// leading and trailing whitespace, at least 32 bytes.
+func readSecret(file string) ([]byte, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
 	secret := []byte(strings.TrimSpace(string(b)))
 	if len(secret) < 32 {
-		p.add(key, "%s holds %d bytes, at least 32 are required", u.SecretFile, len(secret))
-		return
+		return nil, fmt.Errorf("%s holds %d bytes, at least 32 are required", file, len(secret))
 	}
-	u.Secret = secret
+	return secret, nil
 }

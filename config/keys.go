@@ -25,6 +25,8 @@ var RestartKeys = []string{
 	"auth.max_concurrent_hashes",
 	"delivery.mode",
 	"queue",
+	"unsubscribe_server",
+	"suppression",
 }
 
 // NeedsRestart reports whether key (a path from KeyPaths) is one of

@@ -5,6 +5,7 @@ package config
 func (c *Config) Redacted() Config {
 	r := *c
 	r.Server.TLS.Certificate = nil
+	r.UnsubscribeServer.TLS.Certificate = nil
 	r.Tenants = make([]Tenant, len(c.Tenants))
 	for i, t := range c.Tenants {
 		t.Users = make([]User, len(c.Tenants[i].Users))
@@ -14,6 +15,8 @@ func (c *Config) Redacted() Config {
 		if t.ListUnsubscribe != nil {
 			lu := *t.ListUnsubscribe
 			lu.Secret = nil
+			lu.PreviousSecrets = nil
+			lu.Webhook.Secret = nil
 			t.ListUnsubscribe = &lu
 		}
 		t.DKIM = make([]DKIMKey, len(c.Tenants[i].DKIM))

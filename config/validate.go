@@ -95,6 +95,8 @@ func (c *Config) validate(p *problems) {
 	c.validateAuth(p)
 	c.validateTenants(p)
 	c.validateQueue(p)
+	c.validateUnsubscribeServer(p)
+	c.validateSuppression(p)
 }
 
 // normalize puts every domain key in its canonical form (NormalizeDomain):

@@ -138,6 +138,10 @@ func TestRenderedChart(t *testing.T) {
 				if len(ofKind(objs, "PodDisruptionBudget")) != 1 {
 					t.Error("the PodDisruptionBudget must be on by default")
 				}
+			case "suppression-embedded":
+				if len(ofKind(objs, "PersistentVolumeClaim")) != 1 {
+					t.Error("want the suppression PersistentVolumeClaim")
+				}
 			case "all-optional":
 				for _, kind := range []string{"HorizontalPodAutoscaler", "ServiceMonitor", "NetworkPolicy", "PodDisruptionBudget", "ServiceAccount"} {
 					if len(ofKind(objs, kind)) != 1 {
@@ -193,6 +197,7 @@ func checkChart(t *testing.T, objs []object) {
 	cfg := checkConfigMount(t, objs, p)
 	checkConfigMatchesPod(t, cfg, p)
 	checkRollout(t, objs, dep, p, cfg)
+	checkSuppression(t, objs, dep, p, cfg)
 	checkServices(t, objs, p)
 	checkOptional(t, objs, dep, p)
 }
@@ -401,8 +406,59 @@ func checkRollout(t *testing.T, objs []object, dep object, p pod, cfg map[string
 	} else if r, _ := get(dep.Body, "spec", "replicas").(int); n < r {
 		t.Errorf("SESRELAY_SES_REPLICAS %d below the Deployment's %d replicas: together they would exceed the SES rate", n, r)
 	}
-	if get(dep.Body, "spec", "strategy", "rollingUpdate", "maxUnavailable") != 0 {
+	if str(get(dep.Body, "spec", "strategy", "type")) == "Recreate" {
+		// Only the embedded suppression store (one replica, a locked file)
+		// justifies stopping the old pod first.
+		if !embeddedSuppression(cfg) {
+			t.Error("the Recreate strategy without the embedded suppression store: every rollout drops all replicas")
+		}
+	} else if get(dep.Body, "spec", "strategy", "rollingUpdate", "maxUnavailable") != 0 {
 		t.Error("a rolling update may drop below the desired replicas (maxUnavailable != 0)")
+	}
+}
+
+// embeddedSuppression reports whether the configuration keeps suppressions
+// in a file (store embedded, its default, with a dir).
+func embeddedSuppression(cfg map[string]any) bool {
+	store := str(get(cfg, "suppression", "store"))
+	return (store == "" || store == "embedded") && str(get(cfg, "suppression", "dir")) != ""
+}
+
+// checkSuppression: the embedded suppression store runs as one replica, on
+// a persistent volume mounted at suppression.dir that outlives the release.
+func checkSuppression(t *testing.T, objs []object, dep object, p pod, cfg map[string]any) {
+	if !embeddedSuppression(cfg) {
+		return
+	}
+	if r, _ := get(dep.Body, "spec", "replicas").(int); r != 1 || len(ofKind(objs, "HorizontalPodAutoscaler")) != 0 {
+		t.Errorf("embedded suppression store with %d replicas (autoscalers: %d): an unsubscribe would hold on one replica only", r, len(ofKind(objs, "HorizontalPodAutoscaler")))
+	}
+	if ty := str(get(dep.Body, "spec", "strategy", "type")); ty != "Recreate" {
+		t.Errorf("strategy %q with the embedded store: the new pod would wait for the old one's file lock", ty)
+	}
+	dir := str(get(cfg, "suppression", "dir"))
+	var volume string
+	for _, m := range list(p.container["volumeMounts"]) {
+		if str(get(m, "mountPath")) == dir {
+			volume = str(get(m, "name"))
+		}
+	}
+	if volume == "" {
+		t.Fatalf("nothing is mounted at suppression.dir %s", dir)
+	}
+	var claim string
+	for _, v := range list(p.spec["volumes"]) {
+		if str(get(v, "name")) == volume {
+			claim = str(get(v, "persistentVolumeClaim", "claimName"))
+		}
+	}
+	if claim == "" {
+		t.Fatalf("volume %s at suppression.dir is not a PersistentVolumeClaim: unsubscribes would be lost with the pod", volume)
+	}
+	for _, pvc := range ofKind(objs, "PersistentVolumeClaim") {
+		if pvc.Name == claim && str(get(pvc.Body, "metadata", "annotations", "helm.sh/resource-policy")) != "keep" {
+			t.Errorf("PersistentVolumeClaim %s is deleted with the release: the unsubscribes go with it", claim)
+		}
 	}
 }
 

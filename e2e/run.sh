@@ -132,7 +132,7 @@ BIN=$TMP/sesrelay
 timeout 300 sh deploy/build.sh || die "deploy/build.sh failed"
 mv sesrelay "$BIN" || die "deploy/build.sh produced no ./sesrelay"
 
-read -r P_EMU P_PROXY P_STARTTLS P_IMPLICIT P_ADMIN < <(free_ports 5)
+read -r P_EMU P_PROXY P_STARTTLS P_IMPLICIT P_ADMIN P_UNSUB < <(free_ports 6)
 
 EMU_URL=http://127.0.0.1:$P_EMU
 PROXY_URL=http://127.0.0.1:$P_PROXY
@@ -159,6 +159,15 @@ ALPHA_USER=alpha-app ALPHA_PW=alpha-e2e-secret-1
 BETA_USER=beta-app BETA_PW=beta-e2e-secret-2
 ALPHA_HASH=$(printf %s "$ALPHA_PW" | "$BIN" hash-password) || die "hash-password failed"
 BETA_HASH=$(printf %s "$BETA_PW" | "$BIN" hash-password) || die "hash-password failed"
+GAMMA_USER=gamma-app GAMMA_PW=gamma-e2e-secret-3
+GAMMA_HASH=$(printf %s "$GAMMA_PW" | "$BIN" hash-password) || die "hash-password failed"
+# The built-in unsubscribe endpoint: HTTPS with a self-signed certificate
+# for 127.0.0.1, and tenant gamma's token secret.
+UNSUB_CERT=$TMP/unsub-cert.pem UNSUB_KEY=$TMP/unsub-key.pem UNSUB_SECRET=$TMP/unsub-secret.key
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
+	-addext subjectAltName=IP:127.0.0.1 -keyout "$UNSUB_KEY" -out "$UNSUB_CERT" 2>/dev/null || die "openssl: unsubscribe certificate"
+head -c 32 /dev/urandom | base64 >"$UNSUB_SECRET" || die "unsubscribe secret"
+chmod 600 "$UNSUB_KEY" "$UNSUB_SECRET"
 RSA_KEY=$TMP/dkim-rsa.pem
 ED_KEY=$TMP/dkim-ed25519.pem
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$RSA_KEY" 2>/dev/null || die "openssl: RSA key"
@@ -207,6 +216,13 @@ ses:
   endpoint: "$PROXY_URL"
   timeout: 20s
   max_attempts: 1
+suppression:
+  dir: $TMP/suppression
+unsubscribe_server:
+  address: "127.0.0.1:$P_UNSUB"
+  tls:
+    cert_file: $UNSUB_CERT
+    key_file: $UNSUB_KEY
 tenants:
   - name: alpha
     users:
@@ -232,6 +248,16 @@ tenants:
     configuration_set: beta-marketing
     tags:
       stream: marketing$BETA_DKIM
+  - name: gamma
+    users:
+      - username: $GAMMA_USER
+        password_hash: '$GAMMA_HASH'
+    domains: ["gamma.example.org"]
+    list_unsubscribe:
+      mode: add
+      url: "https://127.0.0.1:$P_UNSUB/u/{token}"
+      secret_file: $UNSUB_SECRET
+      list_id_header: X-List
 EOF
 
 "$BIN" check --config "$TMP/relay.yaml" >"$TMP/check.out" 2>&1 || { cat "$TMP/check.out"; die "sesrelay check refused the generated configuration"; }
@@ -581,6 +607,74 @@ case_dkim_keygen() {
 
 # The README's run command on the embedded development configuration, in a
 # copy of the source tree so that ./outbox is not left in the repository.
+# One-click unsubscribe with the built-in endpoint (RFC 8058): tenant gamma
+# (list_unsubscribe add) sends a list message to three recipients through
+# the relay; the https URL of each recipient's List-Unsubscribe is taken
+# from what SES received and used with curl exactly as a mailbox provider
+# does (POST, form body List-Unsubscribe=One-Click, no cookies, no
+# redirects followed). A GET (what link scanners do) and a POST with an
+# altered token record nothing; the next list message reaches only the
+# recipients who did not unsubscribe, and mail without a list still reaches
+# everyone.
+UNSUB_CURL=(curl -sS -m 10 --cacert "$UNSUB_CERT" --max-redirs 0 -o "$TMP/unsub-body.out" -w '%{http_code}')
+
+gamma_send() { # marker list (empty: none) recipients...
+	local m=$1 list=$2 r
+	shift 2
+	local args=()
+	for r in "$@"; do args+=(--rcpt "$r"); done
+	[ -n "$list" ] && args+=(--header "X-List: $list")
+	py_send --port "$P_STARTTLS" --mode starttls --auth PLAIN --user "$GAMMA_USER" --password "$GAMMA_PW" \
+		--mail-from news@gamma.example.org --subject "$m" --body "List mail with one-click unsubscribe." "${args[@]}"
+}
+
+unsub_dest() { (cd "$E2E_DIR" && node lib/unsubscribe.js dest --log "$SES_LOG" --marker "$1" | tr '\n' ' ' | sed 's/ $//'); }
+
+case_unsubscribe_one_click() {
+	local m1 m2 m3 m4 code url_ann url_bob url_carl bad
+	m1=$(marker unsub-first)
+	gamma_send "$m1" monthly ann@example.net bob@example.net carl@example.net
+	expect_reply '^250 2\.0\.0 Ok: queued as ses-[0-9]+,ses-[0-9]+,ses-[0-9]+'
+	url_ann=$(cd "$E2E_DIR" && node lib/unsubscribe.js url --log "$SES_LOG" --marker "$m1" --to ann@example.net) || problem "no one-click URL for ann: $url_ann"
+	url_bob=$(cd "$E2E_DIR" && node lib/unsubscribe.js url --log "$SES_LOG" --marker "$m1" --to bob@example.net) || problem "no one-click URL for bob: $url_bob"
+	url_carl=$(cd "$E2E_DIR" && node lib/unsubscribe.js url --log "$SES_LOG" --marker "$m1" --to carl@example.net) || problem "no one-click URL for carl: $url_carl"
+	[[ "$url_ann" == "https://127.0.0.1:$P_UNSUB/u/"* ]] || { problem "URL $url_ann is not the built-in endpoint"; return 1; }
+
+	# A link scanner's GET: the page with the button, nothing recorded.
+	code=$("${UNSUB_CURL[@]}" "$url_carl") || problem "GET failed"
+	[ "$code" = 200 ] || problem "GET: $code, want 200"
+	grep -q 'c\*\*\*@example.net' "$TMP/unsub-body.out" && grep -q 'method="post"' "$TMP/unsub-body.out" ||
+		problem "the GET page lacks the masked address or the button: $(head -c 300 "$TMP/unsub-body.out")"
+
+	# An altered token: one character of bob's token replaced.
+	bad=$(printf '%s' "$url_bob" | python3 -c 'import sys; u = sys.stdin.read(); i = len(u) - 30; print(u[:i] + ("A" if u[i] != "A" else "B") + u[i+1:])')
+	code=$("${UNSUB_CURL[@]}" -X POST -H 'Content-Type: application/x-www-form-urlencoded' -d 'List-Unsubscribe=One-Click' "$bad") || problem "POST failed"
+	[ "$code" = 400 ] || problem "POST with an altered token: $code, want 400"
+
+	# The provider's one-click POST for ann.
+	code=$("${UNSUB_CURL[@]}" -X POST -H 'Content-Type: application/x-www-form-urlencoded' -d 'List-Unsubscribe=One-Click' "$url_ann") || problem "POST failed"
+	[ "$code" = 200 ] || problem "one-click POST: $code, want 200 ($(cat "$TMP/unsub-body.out"))"
+
+	# The next list message: ann is in no SES request, bob and carl are.
+	m2=$(marker unsub-second)
+	gamma_send "$m2" monthly ann@example.net bob@example.net carl@example.net
+	expect_reply '^250 2\.0\.0 Ok: queued as ses-[0-9]+,ses-[0-9]+$'
+	[ "$(unsub_dest "$m2")" = "bob@example.net carl@example.net" ] || problem "second list message went to \"$(unsub_dest "$m2")\", want bob and carl"
+
+	# Only ann: nothing reaches SES, and the reply says so.
+	m3=$(marker unsub-only-ann)
+	gamma_send "$m3" monthly ann@example.net
+	expect_reply '^250 2\.0\.0 Ok: no recipient was sent'
+	check none --log "$SES_LOG" --marker "$m3" || CASE_OK=0
+
+	# Transactional mail (no list) to ann is sent.
+	m4=$(marker unsub-transactional)
+	gamma_send "$m4" "" ann@example.net
+	expect_reply '^250 2\.0\.0 Ok: queued as ses-[0-9]+'
+	[ "$(unsub_dest "$m4")" = "ann@example.net" ] || problem "transactional mail went to \"$(unsub_dest "$m4")\", want ann"
+	return 0
+}
+
 case_readme_run() {
 	local p
 	for p in 2587 2465 9090; do
@@ -635,6 +729,7 @@ run_case "ses down: emulator stopped -> 451, retry after restart succeeds" case_
 run_case "dkim: RSA-2048 signature verified by mailauth" case_dkim_rsa
 run_case "dkim: Ed25519 signature verified by mailauth" case_dkim_ed25519
 run_case "dkim: key and record from sesrelay dkim keygen, verified by mailauth" case_dkim_keygen
+run_case "unsubscribe: one-click POST through the built-in endpoint, then the recipient is suppressed" case_unsubscribe_one_click
 run_case "readme: go run ./cmd/sesrelay serve, swaks message lands in ./outbox" case_readme_run
 
 kill -0 "$RELAY_PID" 2>/dev/null || { log "e2e: the relay exited during the run"; FAILED=$((FAILED + 1)); FAILED_NAMES+=("relay exited"); }

@@ -213,6 +213,6 @@ func relaxedBodyHash(body []byte) [sha256.Size]byte {
 }
 
 var (
-	space = []byte{' '}
-	crlfBytes  = []byte{'\r', '\n'}
+	space     = []byte{' '}
+	crlfBytes = []byte{'\r', '\n'}
 )

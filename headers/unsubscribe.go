@@ -318,3 +318,49 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "..."
 }
+
+// UnverifiedUnsubscribeTenant returns the tenant a well-formed token names,
+// WITHOUT checking its MAC: only to choose which tenant's secrets to verify
+// the token with (VerifyUnsubscribeToken). It fails with ErrTokenMalformed
+// or ErrTokenVersion as VerifyUnsubscribeToken would.
+func UnverifiedUnsubscribeTenant(token string) (string, error) {
+	for i := 0; i < len(token); i++ {
+		if c := token[i]; !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return "", ErrTokenMalformed
+		}
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(token)
+	if err != nil || len(b) < 1+tokenMACSize {
+		return "", ErrTokenMalformed
+	}
+	if b[0] != tokenVersion {
+		return "", ErrTokenVersion
+	}
+	rest := b[1 : len(b)-tokenMACSize]
+	n, k := binary.Uvarint(rest)
+	if k <= 0 || n > uint64(len(rest)-k) {
+		return "", ErrTokenMalformed
+	}
+	return string(rest[k : k+int(n)]), nil
+}
+
+// ListIDField names the mailing list a message belongs to (RFC 2919).
+const ListIDField = "List-Id"
+
+// ListID returns the list identifier of the message's List-Id field: the
+// part between the angle brackets of `"phrase" <list-id>`, or the whole
+// trimmed value when it has no brackets; "" when there is no List-Id or
+// the value is empty.
+func ListID(h *textproto.Header) string {
+	vs := values(h, ListIDField)
+	if len(vs) == 0 {
+		return ""
+	}
+	v := strings.TrimSpace(vs[0])
+	if i := strings.LastIndexByte(v, '<'); i >= 0 {
+		if j := strings.IndexByte(v[i:], '>'); j > 0 {
+			return strings.TrimSpace(v[i+1 : i+j])
+		}
+	}
+	return v
+}

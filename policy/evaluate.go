@@ -197,6 +197,9 @@ func (t *Tenant) plan(d *Decision, h *textproto.Header) {
 	if lu != nil && lu.ListIDHeader != "" {
 		d.List = topValue(h, lu.ListIDHeader)
 	}
+	if d.List == "" {
+		d.List = listID(topValue(h, "List-Id"))
+	}
 	mode := config.UnsubOff
 	if lu != nil {
 		mode = lu.Mode
@@ -401,4 +404,17 @@ func escape(s string) string {
 	}
 	q := strconv.QuoteToASCII(s)
 	return q[1:len(q)-1] + more
+}
+
+// listID is the list identifier of a List-Id value (RFC 2919): the part
+// between the angle brackets of `"phrase" <list-id>`, or the whole
+// trimmed value when it has no brackets.
+func listID(v string) string {
+	v = strings.TrimSpace(v)
+	if i := strings.LastIndexByte(v, '<'); i >= 0 {
+		if j := strings.IndexByte(v[i:], '>'); j > 0 {
+			return strings.TrimSpace(v[i+1 : i+j])
+		}
+	}
+	return v
 }

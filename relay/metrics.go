@@ -27,6 +27,7 @@ type Metrics struct {
 	Bytes          *prometheus.CounterVec
 	PipelineTime   *prometheus.HistogramVec
 	RateLimitWaits *prometheus.CounterVec
+	Suppressed     *prometheus.CounterVec
 
 	ReloadSuccessful prometheus.Gauge
 	ReloadTimestamp  prometheus.Gauge
@@ -77,6 +78,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sesrelay_pipeline_duration_seconds", Help: "Time from end of DATA to the reply, by outcome.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"outcome"}),
+		Suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sesrelay_suppressed_recipients_total", Help: "Recipients left out of list mail because they unsubscribed from the list, by tenant and action (dropped, rejected); lookup_failed counts failed store lookups (451, nothing sent).",
+		}, []string{"tenant", "action"}),
 		RateLimitWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sesrelay_rate_limit_total", Help: "Rate limiter decisions, by scope (global, tenant), tenant and result (waited, refused).",
 		}, []string{"scope", "tenant", "result"}),
@@ -105,7 +109,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.SessionsEnded = newSessionMetrics()
 	if reg != nil {
 		reg.MustRegister(m.ConnsCurrent, m.ConnsTotal, m.ConnsRejected, m.Auth, m.Messages,
-			m.Recipients, m.Bytes, m.PipelineTime, m.RateLimitWaits,
+			m.Recipients, m.Bytes, m.PipelineTime, m.RateLimitWaits, m.Suppressed,
 			m.ReloadSuccessful, m.ReloadTimestamp, m.Reloads, m.ConfigInfo, m.BuildInfo)
 		reg.MustRegister(m.InflightBytes, m.BudgetRefusals, m.SessionsEnded)
 	}
@@ -197,4 +201,16 @@ func (m *Metrics) sent(tenant string, rcpts, bytes int) {
 		m.Recipients.WithLabelValues(tenant).Add(float64(rcpts))
 		m.Bytes.WithLabelValues(tenant).Add(float64(bytes))
 	}
+}
+
+// suppressed counts n recipients suppressed for tenant with action
+// (dropped, rejected), or one failed lookup (lookup_failed, n == 0).
+func (m *Metrics) suppressed(tenant, action string, n int) {
+	if m == nil {
+		return
+	}
+	if n == 0 {
+		n = 1
+	}
+	m.Suppressed.WithLabelValues(tenant, action).Add(float64(n))
 }

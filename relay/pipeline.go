@@ -39,6 +39,11 @@ type Prepared struct {
 	// PerRecipient is true when each recipient gets its own request (a
 	// per-recipient unsubscribe token).
 	PerRecipient bool
+	// List is the list the message belongs to ("" for none), and
+	// Suppressed the recipients left out because they unsubscribed from
+	// it (suppress.go).
+	List       string
+	Suppressed []string
 }
 
 func refusal(reply *smtp.SMTPError, reason, detail string) *Prepared {
@@ -109,7 +114,7 @@ func (pl *Pipeline) Prepare(t *policy.Tenant, env Envelope, raw []byte, ref stri
 		// relay's body hash.
 		DisableTracking: d.DKIM != nil,
 	}
-	p := &Prepared{Decision: d}
+	p := &Prepared{Decision: d, List: d.List}
 
 	switch u := d.Unsubscribe; u.Action {
 	case policy.UnsubscribeRequire, policy.UnsubscribeCheck:
@@ -216,6 +221,9 @@ func (s *Server) deliver(ctx context.Context, st *state, t *policy.Tenant, env E
 		}
 		s.metrics.message(t.Name, outcome, p.Reason, time.Since(start))
 		return p.Refusal
+	}
+	if r := s.applySuppression(ctx, p, t, ref, log, start); r != nil {
+		return r
 	}
 
 	// A per-recipient send is several SES calls: remember which recipients

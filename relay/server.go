@@ -26,6 +26,9 @@ type Options struct {
 	Sender  Sender
 	Logger  *zap.Logger
 	Metrics *Metrics // nil: no metrics
+	// Suppressions, when set, leaves recipients who unsubscribed from a
+	// message's list out of its delivery (suppress.go).
+	Suppressions Suppressions
 	// Now and NewID are injected so tests can compare output byte for
 	// byte. Defaults: time.Now and a random hex id.
 	Now   func() time.Time

@@ -34,6 +34,8 @@ import (
 	"github.com/sesrelay/sesrelay/relay/ses"
 	"github.com/sesrelay/sesrelay/relay/sestest"
 	"github.com/sesrelay/sesrelay/relay/smtptest"
+	"github.com/sesrelay/sesrelay/suppression"
+	"github.com/sesrelay/sesrelay/unsubscribe"
 )
 
 // adminYAML is a relay with one plaintext loopback listener (AUTH allowed
@@ -691,6 +693,22 @@ func metricNames(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	q.Close()
+	// So does the suppression store.
+	sup := config.DefaultSuppression()
+	sup.Dir = t.TempDir()
+	ss, err := suppression.Open(context.Background(), sup, suppression.Options{Registerer: collectingRegisterer{prometheus.NewRegistry(), describe}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss.Close()
+	// The unsubscribe endpoint registers its own series when built.
+	cfg := config.Defaults()
+	if _, err := unsubscribe.NewHandler(cfg.UnsubscribeServer, unsubscribe.Options{
+		Config: func() *config.Config { return &cfg }, Store: unsubscribe.RecorderFunc(nil),
+		Registerer: collectingRegisterer{prometheus.NewRegistry(), describe},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	return names
 }
 

@@ -41,6 +41,13 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "  %s  tls=%s%s\n", l.Address, l.TLS, extra)
 	}
+	if u := cfg.UnsubscribeServer; u.Address != "" {
+		scheme := "http, behind a TLS-terminating proxy"
+		if u.TLS.CertFile != "" {
+			scheme = "https"
+		}
+		fmt.Fprintf(stdout, "  %s  unsubscribe endpoint (%s)\n", u.Address, scheme)
+	}
 	fmt.Fprintf(stdout, "delivery: %s", cfg.Delivery.Sender)
 	if cfg.Delivery.Sender == config.SenderFile {
 		fmt.Fprintf(stdout, " (%s)", cfg.Delivery.FileDir)

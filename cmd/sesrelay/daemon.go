@@ -22,6 +22,8 @@ type daemon struct {
 	// listener, nil when admin.address is empty.
 	metrics *relay.Metrics
 	admin   *adminServer
+	// sup is the suppression store and the unsubscribe endpoint (unsubscribe.go).
+	sup *suppressionParts
 
 	// onReload, when set, is told the outcome of every reload and the
 	// content hash of the configuration it tried (reload.go).
@@ -46,19 +48,30 @@ func startDaemon(ctx context.Context, cfg *config.Config, path string, log *zap.
 	if parts.ses != nil {
 		reg.MustRegister(parts.ses.Collector())
 	}
-	srv, err := relay.NewServer(cfg, relay.Options{Sender: parts.sender(), Logger: log, Metrics: metrics})
+	sup, err := openSuppression(ctx, cfg, log, reg)
 	if err != nil {
+		return nil, err
+	}
+	srv, err := relay.NewServer(cfg, relay.Options{Sender: parts.sender(), Logger: log, Metrics: metrics, Suppressions: sup.relayStore()})
+	if err != nil {
+		sup.stop()
+		return nil, err
+	}
+	if err := sup.listen(cfg, srv.Config, reg); err != nil {
+		sup.stop()
 		return nil, err
 	}
 	adm, err := startAdmin(cfg, reg, srv, parts.ses, log)
 	if err != nil {
+		sup.stop()
 		return nil, err
 	}
 	if err := srv.Listen(); err != nil {
 		adm.shutdown()
+		sup.stop()
 		return nil, err
 	}
-	d := &daemon{path: path, log: log, srv: srv, parts: parts, metrics: metrics, admin: adm}
+	d := &daemon{path: path, log: log, srv: srv, parts: parts, metrics: metrics, admin: adm, sup: sup}
 	d.initReload(ctx, cfg)
 	d.recordReloads()
 	return d, nil
@@ -69,5 +82,9 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	// The admin listener outlives the SMTP drain: /readyz says 503 and
 	// /metrics stays scrapable until the last session ends.
 	defer d.admin.shutdown()
+	// stop runs once Serve returned, after the SMTP drain: sessions in
+	// progress consult the store.
+	d.sup.start(ctx)
+	defer d.sup.stop()
 	return d.srv.Serve(ctx)
 }

@@ -34,6 +34,7 @@ commands:
   hash-password  read a password from stdin, print a hash for the YAML
   dkim           keygen | record: manage DKIM keys
   doctor         check each tenant domain's DNS and SES setup
+  suppression    list | add | remove | import | export: suppressed recipients
   healthcheck    probe the admin listener (for container health checks)
   version        print the version
 `

@@ -341,6 +341,10 @@ func referencedFiles(cfg *config.Config) []string {
 		}
 		if t.ListUnsubscribe != nil {
 			add(t.ListUnsubscribe.SecretFile)
+			for _, f := range t.ListUnsubscribe.PreviousSecretFiles {
+				add(f)
+			}
+			add(t.ListUnsubscribe.Webhook.SecretFile)
 		}
 	}
 	sort.Strings(out)

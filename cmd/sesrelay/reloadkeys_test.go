@@ -158,6 +158,13 @@ func changeLeaf(t *testing.T, c *config.Config, key string) {
 		v.SetBool(!v.Bool())
 	case reflect.Int, reflect.Int64:
 		v.SetInt(v.Int() + 1)
+	case reflect.Float64:
+		v.SetFloat(v.Float() + 1)
+	case reflect.Slice:
+		if v.Type().Elem().Kind() != reflect.String {
+			t.Fatalf("%s: cannot change a list of %s", key, v.Type().Elem().Kind())
+		}
+		v.Set(reflect.Append(v, reflect.ValueOf("x")))
 	default:
 		t.Fatalf("%s: cannot change a %s", key, v.Kind())
 	}

@@ -97,8 +97,30 @@ and the grace period must cover the drain.
 {{- fail (printf "service.proxyProtocol is on: config.server.listeners[%d].proxy_protocol must be required (or optional) with proxy_protocol_trusted, or the relay reads the header as SMTP" $i) }}
 {{- end }}
 {{- end }}
+{{- if include "sesrelay.suppressionEmbedded" . }}
+{{- $replicas := ternary .Values.autoscaling.maxReplicas .Values.replicaCount .Values.autoscaling.enabled }}
+{{- if gt (int $replicas) 1 }}
+{{- fail (printf "config.suppression.store is embedded (config.suppression.dir is set): a file on one pod's volume serves one replica only, and %s is %v; an unsubscribe taken by one replica would not hold on the others. Set replicaCount: 1 with autoscaling off, or use config.suppression.store: dynamodb" (ternary "autoscaling.maxReplicas" "replicaCount" .Values.autoscaling.enabled) $replicas) }}
+{{- end }}
+{{- if not .Values.suppression.persistence.enabled }}
+{{- fail "config.suppression.dir is set: enable suppression.persistence (a PersistentVolumeClaim mounted there), or unsubscribes are lost when the pod goes" }}
+{{- end }}
+{{- if not (hasPrefix "/" (toString .Values.config.suppression.dir)) }}
+{{- fail (printf "config.suppression.dir %q: must be an absolute path (the persistent volume is mounted there)" (toString .Values.config.suppression.dir)) }}
+{{- end }}
+{{- end }}
 {{- $drain := add (include "sesrelay.shutdownSeconds" . | atoi) (int .Values.lifecycle.preStopSleepSeconds) }}
 {{- if le (int .Values.terminationGracePeriodSeconds) $drain }}
 {{- fail (printf "terminationGracePeriodSeconds (%v) must exceed lifecycle.preStopSleepSeconds + config.server.shutdown_timeout (%d s), or the kubelet kills sessions mid-drain" .Values.terminationGracePeriodSeconds $drain) }}
 {{- end }}
+{{- end }}
+
+{{/*
+Whether the relay keeps its suppression store in a file (non-empty) or in
+DynamoDB (empty): config.suppression.store embedded, its default, with a
+config.suppression.dir.
+*/}}
+{{- define "sesrelay.suppressionEmbedded" -}}
+{{- $sup := default dict .Values.config.suppression }}
+{{- if and (eq (toString (default "embedded" $sup.store)) "embedded") $sup.dir }}true{{ end }}
 {{- end }}
