@@ -346,6 +346,16 @@ func TestProxyUntrustedRefused(t *testing.T) {
 		t.Error("the untrusted header's address was used")
 	}
 
+	// The relay releases the per-IP slot (max_connections_per_ip: 1) before
+	// it logs the close: wait for that, or the next dial races the release.
+	prev := c.LocalAddr().String()
+	for deadline := time.Now().Add(5 * time.Second); !logged(h.logs, "connection closed", map[string]string{"remote": prev}); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the connection from %s was not closed", prev)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
 	// Optional, untrusted, no header: served at once, not after the
 	// header timeout.
 	start := time.Now()
