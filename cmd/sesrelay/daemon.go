@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -22,6 +23,8 @@ type daemon struct {
 	// listener, nil when admin.address is empty.
 	metrics *relay.Metrics
 	admin   *adminServer
+	// queue is the store-and-forward queue, nil without queue.dir (queue.go).
+	queue *daemonQueue
 
 	// onReload, when set, is told the outcome of every reload and the
 	// content hash of the configuration it tried (reload.go).
@@ -46,20 +49,30 @@ func startDaemon(ctx context.Context, cfg *config.Config, path string, log *zap.
 	if parts.ses != nil {
 		reg.MustRegister(parts.ses.Collector())
 	}
-	srv, err := relay.NewServer(cfg, relay.Options{Sender: parts.sender(), Logger: log, Metrics: metrics})
+	q, err := openQueue(cfg, reg, log)
 	if err != nil {
 		return nil, err
 	}
+	srv, err := relay.NewServer(cfg, relay.Options{Sender: parts.sender(), Logger: log, Metrics: metrics, Queue: q})
+	if err != nil {
+		closeQueue(q)
+		return nil, err
+	}
+	dq := newDaemonQueue(cfg, q, srv, parts.limiter, log)
 	adm, err := startAdmin(cfg, reg, srv, parts.ses, log)
 	if err != nil {
+		closeQueue(q)
 		return nil, err
 	}
+	adm.attachQueue(dq)
 	if err := srv.Listen(); err != nil {
 		adm.shutdown()
+		closeQueue(q)
 		return nil, err
 	}
-	d := &daemon{path: path, log: log, srv: srv, parts: parts, metrics: metrics, admin: adm}
+	d := &daemon{path: path, log: log, srv: srv, parts: parts, metrics: metrics, admin: adm, queue: dq}
 	d.initReload(ctx, cfg)
+	d.subscribeQueue()
 	d.recordReloads()
 	return d, nil
 }
@@ -69,5 +82,5 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	// The admin listener outlives the SMTP drain: /readyz says 503 and
 	// /metrics stays scrapable until the last session ends.
 	defer d.admin.shutdown()
-	return d.srv.Serve(ctx)
+	return d.queue.serve(ctx, func() error { return d.srv.Serve(ctx) }, func() time.Duration { return d.srv.Config().Server.ShutdownTimeout })
 }

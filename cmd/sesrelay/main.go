@@ -35,6 +35,7 @@ commands:
   dkim           keygen | record: manage DKIM keys
   doctor         check each tenant domain's DNS and SES setup
   healthcheck    probe the admin listener (for container health checks)
+  queue          list | show | retry | delete | requeue: operate the store-and-forward queue
   version        print the version
 `
 
