@@ -109,12 +109,12 @@ var reloadableKeys = map[string]struct {
 			t.Error("delivery.mode queue: the message was not queued")
 		}
 	}},
-	"queue.min_backoff": {func(c *config.Config) { c.Queue.MinBackoff = 7 * time.Second }, nil},
-	"queue.max_backoff": {func(c *config.Config) { c.Queue.MaxBackoff = 7000 * time.Second }, nil},
-	"queue.max_age":     {func(c *config.Config) { c.Queue.MaxAge = 7 * time.Hour }, nil},
-	"queue.max_bytes":   {func(c *config.Config) { c.Queue.MaxBytes = 7 << 20 }, nil},
+	"queue.min_backoff":  {func(c *config.Config) { c.Queue.MinBackoff = 7 * time.Second }, nil},
+	"queue.max_backoff":  {func(c *config.Config) { c.Queue.MaxBackoff = 7000 * time.Second }, nil},
+	"queue.max_age":      {func(c *config.Config) { c.Queue.MaxAge = 7 * time.Hour }, nil},
+	"queue.max_bytes":    {func(c *config.Config) { c.Queue.MaxBytes = 7 << 20 }, nil},
 	"queue.max_messages": {func(c *config.Config) { c.Queue.MaxMessages = 7 }, nil},
-	"queue.bounce_from": {func(c *config.Config) { c.Queue.BounceFrom = "postmaster@billing.example.com" }, nil},
+	"queue.bounce_from":  {func(c *config.Config) { c.Queue.BounceFrom = "postmaster@billing.example.com" }, nil},
 	"tenants": {func(c *config.Config) {
 		c.Tenants = append(c.Tenants, config.Tenant{Name: "support", Domains: []string{"support.example.com"},
 			Users: []config.User{{Username: "support-app", PasswordHash: reloadHash, Hash: c.Tenants[0].Users[0].Hash}}})
