@@ -159,6 +159,8 @@ ALPHA_USER=alpha-app ALPHA_PW=alpha-e2e-secret-1
 BETA_USER=beta-app BETA_PW=beta-e2e-secret-2
 ALPHA_HASH=$(printf %s "$ALPHA_PW" | "$BIN" hash-password) || die "hash-password failed"
 BETA_HASH=$(printf %s "$BETA_PW" | "$BIN" hash-password) || die "hash-password failed"
+GAMMA_USER=gamma-app GAMMA_PW=gamma-e2e-secret-3
+GAMMA_HASH=$(printf %s "$GAMMA_PW" | "$BIN" hash-password) || die "hash-password failed"
 RSA_KEY=$TMP/dkim-rsa.pem
 ED_KEY=$TMP/dkim-ed25519.pem
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$RSA_KEY" 2>/dev/null || die "openssl: RSA key"
@@ -232,6 +234,17 @@ tenants:
     configuration_set: beta-marketing
     tags:
       stream: marketing$BETA_DKIM
+  - name: gamma
+    delivery_mode: fallback
+    users:
+      - username: $GAMMA_USER
+        password_hash: '$GAMMA_HASH'
+    domains: ["gamma.example.com"]
+    configuration_set: gamma-tx
+queue:
+  dir: $TMP/queue
+  min_backoff: 2s
+  max_backoff: 10s
 EOF
 
 "$BIN" check --config "$TMP/relay.yaml" >"$TMP/check.out" 2>&1 || { cat "$TMP/check.out"; die "sesrelay check refused the generated configuration"; }
@@ -519,6 +532,48 @@ EOF
 		--queued-id "$(queued_id)" --store "$EMU_URL" || CASE_OK=0
 }
 
+# Fallback mode (store-and-forward queue, docs/queue.md): tenant gamma's
+# messages go to SES at once; while every SES call fails (503 and
+# throttling, E2E_OUTAGE_SECONDS, 60 by default) the relay queues them and
+# still answers 250. Once SES is back every message arrives exactly once.
+case_fallback_outage() {
+	local n=${E2E_FALLBACK_MESSAGES:-200} outage=${E2E_OUTAGE_SECONDS:-60}
+	local tag=fallback-$RUN_ID i m start=$SECONDS bad=0
+	proxy_mode failing || { problem "cannot switch the proxy"; return 1; }
+	for ((i = 0; i < n; i++)); do
+		m="e2e-$tag-$i-end"
+		case $((i % 3)) in
+		0) swaks_send --server "127.0.0.1:$P_STARTTLS" --tls --auth LOGIN --auth-user "$GAMMA_USER" --auth-password "$GAMMA_PW" \
+			--from app@gamma.example.com --to customer@example.net --header "Subject: $m" --body "Fallback message $i." ;;
+		1) py_send --port "$P_IMPLICIT" --mode implicit --auth PLAIN --user "$GAMMA_USER" --password "$GAMMA_PW" \
+			--mail-from app@gamma.example.com --rcpt customer@example.net --subject "$m" ;;
+		2) nm_send --port "$P_STARTTLS" --mode starttls --auth PLAIN --user "$GAMMA_USER" --password "$GAMMA_PW" \
+			--from app@gamma.example.com --to customer@example.net --subject "$m" ;;
+		esac
+		if [[ ! "$REPLY" =~ ^250\ 2\.0\.0\ Ok:\ queued\ as\ [0-9a-f]+\ \(SES\ unavailable,\ will\ retry\) ]]; then
+			bad=$((bad + 1))
+			[ "$bad" -le 3 ] && problem "message $i: reply \"$REPLY\", want 250 queued (SES unavailable, will retry)"
+		fi
+	done
+	[ "$bad" -eq 0 ] || problem "$bad of $n messages did not get the fallback 250"
+	local left=$((outage - (SECONDS - start)))
+	[ "$left" -gt 0 ] && sleep "$left"
+	proxy_mode up || { problem "cannot switch the proxy back"; return 1; }
+	CASE_NOTE="$n messages during a $((SECONDS - start)) s outage"
+	# Up to 90 s: a worker may be in a backoff of up to queue.max_backoff.
+	local end=$((SECONDS + 90)) out
+	while :; do
+		out=$(python3 "$E2E_DIR/lib/count_markers.py" "$SES_LOG" "e2e-$tag-" "$n") && break
+		if [ "$SECONDS" -ge "$end" ]; then
+			problem "not every message arrived: $out"
+			return 1
+		fi
+		sleep 1
+	done
+	[[ "$out" == *" duplicates=0 "* ]] || problem "some messages arrived more than once: $out"
+	CASE_NOTE="$CASE_NOTE; $out"
+}
+
 # DKIM: the relay signs with the tenant's key; mailauth verifies what SES
 # received, with the public keys from a local map (no DNS).
 dkim_verify() { # raw-file expected-domain expected-algo
@@ -632,6 +687,7 @@ run_case "size: over max_message_bytes with SIZE= -> 552" case_oversize_declared
 run_case "size: over max_message_bytes in DATA -> 552" case_oversize_data
 run_case "ses down: 503 -> 451, retry succeeds" case_ses_503_then_retry
 run_case "ses down: emulator stopped -> 451, retry after restart succeeds" case_emulator_stopped_then_retry
+run_case "fallback: SES failing (503, throttling) -> 250 queued, all delivered once after recovery" case_fallback_outage
 run_case "dkim: RSA-2048 signature verified by mailauth" case_dkim_rsa
 run_case "dkim: Ed25519 signature verified by mailauth" case_dkim_ed25519
 run_case "dkim: key and record from sesrelay dkim keygen, verified by mailauth" case_dkim_keygen
