@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v swaks >/dev/null || need_apt+=(swaks)
+# swaks' TLS (--tls, --tlsc) needs these Perl modules, only recommended by its package.
+perl -MNet::SSLeay -MIO::Socket::SSL -e1 2>/dev/null || need_apt+=(libnet-ssleay-perl libio-socket-ssl-perl)
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v haproxy >/dev/null || need_apt+=(haproxy) # relay: TestProxyBehindHAProxy
 if [ ${#need_apt[@]} -gt 0 ]; then
