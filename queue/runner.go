@@ -343,6 +343,11 @@ func (r *Runner) deliver(id string) {
 		if err == nil {
 			req.State, req.SESMessageID = Accepted, msgID
 			q.m.deliveries.WithLabelValues(e.Tenant, "accepted").Inc()
+			if e.done() {
+				// The last request: removing the entry below is the
+				// durable record, one meta write and two fsyncs fewer.
+				continue
+			}
 			if err := q.update(e); err != nil {
 				log.Error("queue: SES accepted a request but its state could not be written; a restart may send it again",
 					zap.Int("request", i), zap.String("ses_message_id", msgID), zap.Error(err))
@@ -446,4 +451,14 @@ func (r *Runner) backoff(attempts int) time.Duration {
 	}
 	d += time.Duration(r.o.Jitter() * float64(d) / 2)
 	return min(max(d, minB), maxB)
+}
+
+// done reports whether every request of e was accepted by SES.
+func (e *Entry) done() bool {
+	for _, r := range e.Requests {
+		if r.State != Accepted {
+			return false
+		}
+	}
+	return true
 }

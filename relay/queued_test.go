@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/sesrelay/sesrelay/config"
@@ -71,6 +72,7 @@ type qOpts struct {
 	norun   bool // do not start the runner
 	respond func(n int, r *sestest.Request) sestest.Reply
 	yaml    string // replaces queueYAML
+	quiet   bool   // no test log (benchmarks)
 }
 
 func startQueued(t *testing.T, o qOpts) *qHarness {
@@ -94,13 +96,17 @@ func startQueued(t *testing.T, o qOpts) *qHarness {
 		t.Fatal(err)
 	}
 	now := func() time.Time { return time.Now().Add(time.Duration(h.clock.Load())) }
-	h.q, err = queue.Open(h.dir, queue.Options{Limits: o.limits, Logger: zaptest.NewLogger(t), Now: now})
+	log := zaptest.NewLogger(t)
+	if o.quiet {
+		log = zap.NewNop()
+	}
+	h.q, err = queue.Open(h.dir, queue.Options{Limits: o.limits, Logger: log, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.q.Close() })
 	limiter := relay.RateLimited(sender, relay.RateLimits{})
-	h.srv, err = relay.NewServer(cfg, relay.Options{Sender: limiter, Logger: zaptest.NewLogger(t), Now: now, Queue: h.q})
+	h.srv, err = relay.NewServer(cfg, relay.Options{Sender: limiter, Logger: log, Now: now, Queue: h.q})
 	if err != nil {
 		t.Fatal(err)
 	}
