@@ -190,8 +190,15 @@ func TestKillRelayQueueMode(t *testing.T) {
 		senders.Add(1)
 		go send()
 	}
+	okCount := func() int { mu.Lock(); defer mu.Unlock(); return len(ok) }
 	for range crashRelayKills {
-		time.Sleep(time.Duration(100+rand.IntN(500)) * time.Millisecond)
+		// Each life of the relay first serves one message (AUTH is slow
+		// under the race detector), then dies at a random moment.
+		before, until := okCount(), time.Now().Add(10*time.Second)
+		for okCount() == before && time.Now().Before(until) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(time.Duration(rand.IntN(500)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		cmd = start()
@@ -204,7 +211,12 @@ func TestKillRelayQueueMode(t *testing.T) {
 	want := len(ok)
 	mu.Unlock()
 	if want < 50 {
-		t.Fatalf("only %d messages got 250: the test proves little (log in %s)", want, logf.Name())
+		b, _ := os.ReadFile(logf.Name())
+		if len(b) > 3000 {
+			b = b[len(b)-3000:]
+		}
+		t.Fatalf("only %d messages got 250 (%d error replies, %d without reply): the test proves little; relay log:\n%s",
+			want, len(refused), len(noReply), b)
 	}
 	counts := func() map[int]int {
 		out := map[int]int{}
