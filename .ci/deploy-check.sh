@@ -46,6 +46,23 @@ mkdir -p "$out/rendered"
 "$HELM" template sesrelay "$CHART" --namespace mail --kube-version "$KUBE_VERSION" \
 	-f "$CHART/ci/suppression-embedded-values.yaml" >"$out/rendered/suppression-embedded.yaml"
 
+"$HELM" lint --strict "$CHART" -f "$CHART/ci/queue-values.yaml"
+"$HELM" template sesrelay "$CHART" --namespace mail --kube-version "$KUBE_VERSION" \
+	-f "$CHART/ci/queue-values.yaml" >"$out/rendered/queue.yaml"
+
+# The queue without a volume, or one volume for several replicas, must
+# refuse to render.
+if "$HELM" template sesrelay "$CHART" --kube-version "$KUBE_VERSION" -f "$CHART/ci/queue-values.yaml" \
+	--set queue.persistence.enabled=false >/dev/null 2>&1; then
+	echo "deploy-check: the chart rendered fallback mode without queue.persistence" >&2
+	exit 1
+fi
+if "$HELM" template sesrelay "$CHART" --kube-version "$KUBE_VERSION" -f "$CHART/ci/queue-values.yaml" \
+	--set replicaCount=2 >/dev/null 2>&1; then
+	echo "deploy-check: the chart rendered one queue volume for two replicas" >&2
+	exit 1
+fi
+
 # A chart that must refuse to render: a grace period shorter than the drain.
 if "$HELM" template sesrelay "$CHART" --kube-version "$KUBE_VERSION" \
 	--set terminationGracePeriodSeconds=10 >/dev/null 2>&1; then

@@ -23,8 +23,8 @@ var RestartKeys = []string{
 	"ses.max_idle_conns",
 	"auth.cache_ttl",
 	"auth.max_concurrent_hashes",
-	"delivery.mode",
-	"queue",
+	"queue.dir",
+	"queue.workers",
 	"unsubscribe_server",
 	"suppression",
 }

@@ -149,6 +149,12 @@ func TestRenderedChart(t *testing.T) {
 					}
 				}
 				checkAllOptional(t, objs)
+			case "queue":
+				checkQueueVolume(t, objs)
+			default:
+				if len(ofKind(objs, "PersistentVolumeClaim")) != 0 {
+					t.Error("a PersistentVolumeClaim without queue.persistence")
+				}
 			}
 		})
 	}
@@ -407,10 +413,11 @@ func checkRollout(t *testing.T, objs []object, dep object, p pod, cfg map[string
 		t.Errorf("SESRELAY_SES_REPLICAS %d below the Deployment's %d replicas: together they would exceed the SES rate", n, r)
 	}
 	if str(get(dep.Body, "spec", "strategy", "type")) == "Recreate" {
-		// Only the embedded suppression store (one replica, a locked file)
-		// justifies stopping the old pod first.
-		if !embeddedSuppression(cfg) {
-			t.Error("the Recreate strategy without the embedded suppression store: every rollout drops all replicas")
+		// Only a one-pod volume justifies stopping the old pod first: the
+		// embedded suppression store (checkSuppression) or the queue
+		// (checkQueueVolume).
+		if !embeddedSuppression(cfg) && !queueVolume(objs) {
+			t.Error("the Recreate strategy without the embedded suppression store or a queue volume: every rollout drops all replicas")
 		}
 	} else if get(dep.Body, "spec", "strategy", "rollingUpdate", "maxUnavailable") != 0 {
 		t.Error("a rolling update may drop below the desired replicas (maxUnavailable != 0)")
@@ -628,4 +635,71 @@ func checkAllOptional(t *testing.T, objs []object) {
 			t.Errorf("no Secret mounted at %s", mp)
 		}
 	}
+}
+
+// checkQueueVolume: with queue.persistence the queue directory of the
+// configuration is a PersistentVolumeClaim (never an emptyDir), owned by one
+// pod that stops before its successor starts, and the claim survives an
+// uninstall.
+func checkQueueVolume(t *testing.T, objs []object) {
+	pvcs := ofKind(objs, "PersistentVolumeClaim")
+	if len(pvcs) != 1 {
+		t.Fatalf("want one PersistentVolumeClaim for the queue, got %d", len(pvcs))
+	}
+	pvc := pvcs[0]
+	if str(get(pvc.Body, "metadata", "annotations", "helm.sh/resource-policy")) != "keep" {
+		t.Error("the queue claim is deleted by helm uninstall (resource-policy keep missing)")
+	}
+	if m := list(get(pvc.Body, "spec", "accessModes")); len(m) != 1 || str(m[0]) != "ReadWriteOnce" {
+		t.Errorf("access modes %v", m)
+	}
+	dep := ofKind(objs, "Deployment")[0]
+	if r, _ := get(dep.Body, "spec", "replicas").(int); r != 1 {
+		t.Errorf("%d replicas share one queue volume", r)
+	}
+	if s := str(get(dep.Body, "spec", "strategy", "type")); s != "Recreate" {
+		t.Errorf("strategy %q: a new pod would wait for the volume (and the lock) the old one holds", s)
+	}
+	var cfg map[string]any
+	for _, cm := range ofKind(objs, "ConfigMap") {
+		if err := yaml.Unmarshal([]byte(str(get(cm.Body, "data", "config.yaml"))), &cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := str(get(cfg, "queue", "dir"))
+	if dir == "" {
+		t.Fatal("config.yaml has no queue.dir")
+	}
+	spec := get(dep.Body, "spec", "template", "spec")
+	vol := ""
+	for _, c := range list(get(spec, "containers")) {
+		for _, m := range list(get(c, "volumeMounts")) {
+			if str(get(m, "mountPath")) == dir {
+				vol = str(get(m, "name"))
+			}
+		}
+	}
+	if vol == "" {
+		t.Fatalf("nothing is mounted at queue.dir %s", dir)
+	}
+	for _, v := range list(get(spec, "volumes")) {
+		if str(get(v, "name")) != vol {
+			continue
+		}
+		if claim := str(get(v, "persistentVolumeClaim", "claimName")); claim != pvc.Name {
+			t.Errorf("queue.dir is volume %s, claim %q, want the claim %s", vol, claim, pvc.Name)
+		}
+		return
+	}
+	t.Errorf("no volume %s", vol)
+}
+
+// queueVolume reports whether the chart renders the queue's claim.
+func queueVolume(objs []object) bool {
+	for _, o := range ofKind(objs, "PersistentVolumeClaim") {
+		if strings.HasSuffix(o.Name, "-queue") {
+			return true
+		}
+	}
+	return false
 }

@@ -168,6 +168,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
 	-addext subjectAltName=IP:127.0.0.1 -keyout "$UNSUB_KEY" -out "$UNSUB_CERT" 2>/dev/null || die "openssl: unsubscribe certificate"
 head -c 32 /dev/urandom | base64 >"$UNSUB_SECRET" || die "unsubscribe secret"
 chmod 600 "$UNSUB_KEY" "$UNSUB_SECRET"
+DELTA_USER=delta-app DELTA_PW=delta-e2e-secret-4
+DELTA_HASH=$(printf %s "$DELTA_PW" | "$BIN" hash-password) || die "hash-password failed"
 RSA_KEY=$TMP/dkim-rsa.pem
 ED_KEY=$TMP/dkim-ed25519.pem
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$RSA_KEY" 2>/dev/null || die "openssl: RSA key"
@@ -258,6 +260,17 @@ tenants:
       url: "https://127.0.0.1:$P_UNSUB/u/{token}"
       secret_file: $UNSUB_SECRET
       list_id_header: X-List
+  - name: delta
+    delivery_mode: fallback
+    users:
+      - username: $DELTA_USER
+        password_hash: '$DELTA_HASH'
+    domains: ["delta.example.com"]
+    configuration_set: delta-tx
+queue:
+  dir: $TMP/queue
+  min_backoff: 2s
+  max_backoff: 10s
 EOF
 
 "$BIN" check --config "$TMP/relay.yaml" >"$TMP/check.out" 2>&1 || { cat "$TMP/check.out"; die "sesrelay check refused the generated configuration"; }
@@ -545,6 +558,48 @@ EOF
 		--queued-id "$(queued_id)" --store "$EMU_URL" || CASE_OK=0
 }
 
+# Fallback mode (store-and-forward queue, docs/queue.md): tenant delta's
+# messages go to SES at once; while every SES call fails (503 and
+# throttling, E2E_OUTAGE_SECONDS, 60 by default) the relay queues them and
+# still answers 250. Once SES is back every message arrives exactly once.
+case_fallback_outage() {
+	local n=${E2E_FALLBACK_MESSAGES:-200} outage=${E2E_OUTAGE_SECONDS:-60}
+	local tag=fallback-$RUN_ID i m start=$SECONDS bad=0
+	proxy_mode failing || { problem "cannot switch the proxy"; return 1; }
+	for ((i = 0; i < n; i++)); do
+		m="e2e-$tag-$i-end"
+		case $((i % 3)) in
+		0) swaks_send --server "127.0.0.1:$P_STARTTLS" --tls --auth LOGIN --auth-user "$DELTA_USER" --auth-password "$DELTA_PW" \
+			--from app@delta.example.com --to customer@example.net --header "Subject: $m" --body "Fallback message $i." ;;
+		1) py_send --port "$P_IMPLICIT" --mode implicit --auth PLAIN --user "$DELTA_USER" --password "$DELTA_PW" \
+			--mail-from app@delta.example.com --rcpt customer@example.net --subject "$m" ;;
+		2) nm_send --port "$P_STARTTLS" --mode starttls --auth PLAIN --user "$DELTA_USER" --password "$DELTA_PW" \
+			--from app@delta.example.com --to customer@example.net --subject "$m" ;;
+		esac
+		if [[ ! "$REPLY" =~ ^250\ 2\.0\.0\ Ok:\ queued\ as\ [0-9a-f]+\ \(SES\ unavailable,\ will\ retry\) ]]; then
+			bad=$((bad + 1))
+			[ "$bad" -le 3 ] && problem "message $i: reply \"$REPLY\", want 250 queued (SES unavailable, will retry)"
+		fi
+	done
+	[ "$bad" -eq 0 ] || problem "$bad of $n messages did not get the fallback 250"
+	local left=$((outage - (SECONDS - start)))
+	[ "$left" -gt 0 ] && sleep "$left"
+	proxy_mode up || { problem "cannot switch the proxy back"; return 1; }
+	CASE_NOTE="$n messages during a $((SECONDS - start)) s outage"
+	# Up to 90 s: a worker may be in a backoff of up to queue.max_backoff.
+	local end=$((SECONDS + 90)) out
+	while :; do
+		out=$(python3 "$E2E_DIR/lib/count_markers.py" "$SES_LOG" "e2e-$tag-" "$n") && break
+		if [ "$SECONDS" -ge "$end" ]; then
+			problem "not every message arrived: $out"
+			return 1
+		fi
+		sleep 1
+	done
+	[[ "$out" == *" duplicates=0 "* ]] || problem "some messages arrived more than once: $out"
+	CASE_NOTE="$CASE_NOTE; $out"
+}
+
 # DKIM: the relay signs with the tenant's key; mailauth verifies what SES
 # received, with the public keys from a local map (no DNS).
 dkim_verify() { # raw-file expected-domain expected-algo
@@ -726,6 +781,7 @@ run_case "size: over max_message_bytes with SIZE= -> 552" case_oversize_declared
 run_case "size: over max_message_bytes in DATA -> 552" case_oversize_data
 run_case "ses down: 503 -> 451, retry succeeds" case_ses_503_then_retry
 run_case "ses down: emulator stopped -> 451, retry after restart succeeds" case_emulator_stopped_then_retry
+run_case "fallback: SES failing (503, throttling) -> 250 queued, all delivered once after recovery" case_fallback_outage
 run_case "dkim: RSA-2048 signature verified by mailauth" case_dkim_rsa
 run_case "dkim: Ed25519 signature verified by mailauth" case_dkim_ed25519
 run_case "dkim: key and record from sesrelay dkim keygen, verified by mailauth" case_dkim_keygen

@@ -60,6 +60,12 @@ type Entry struct {
 	// Sender is the envelope sender (MAIL FROM), "" for the null sender.
 	Sender string `json:"sender"`
 	SES    SES    `json:"ses"`
+	// DKIMDomain is the d= of the relay's DKIM signature in the stored
+	// header blocks ("" when the relay did not sign): the relay signs
+	// again at send time with the tenant's key for that domain in force
+	// then, so that neither an x= expiry nor a key rotation during the
+	// wait breaks verification.
+	DKIMDomain string `json:"dkim_domain,omitempty"`
 
 	// Created is when the message was accepted (the DSN Arrival-Date).
 	Created time.Time `json:"created"`

@@ -68,11 +68,13 @@ type Options struct {
 // Message is what Enqueue stores: one accepted message, its body once,
 // and per SES request its recipients and header block.
 type Message struct {
-	Tenant   string
-	Sender   string // envelope sender, "" for <>
-	SES      SES
-	Requests []Request // Recipients and Header; the state fields are ignored
-	Body     []byte
+	Tenant string
+	Sender string // envelope sender, "" for <>
+	SES    SES
+	// DKIMDomain: see Entry.DKIMDomain.
+	DKIMDomain string
+	Requests   []Request // Recipients and Header; the state fields are ignored
+	Body       []byte
 	// Created defaults to now.
 	Created time.Time
 }
@@ -228,6 +230,7 @@ func (q *Queue) Enqueue(m *Message) (*Entry, error) {
 		Tenant:      m.Tenant,
 		Sender:      m.Sender,
 		SES:         m.SES,
+		DKIMDomain:  m.DKIMDomain,
 		Created:     m.Created,
 		Queued:      now,
 		NextAttempt: now,

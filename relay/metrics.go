@@ -66,7 +66,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sesrelay_auth_total", Help: "SMTP AUTH attempts, by result (success, failure, throttled, locked_out, too_many_connections) and tenant (empty unless the credentials were right).",
 		}, []string{"tenant", "result"}),
 		Messages: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sesrelay_messages_total", Help: "Messages by tenant, outcome (accepted, rejected, failed) and reason (policy reason or SES error kind).",
+			Name: "sesrelay_messages_total", Help: "Messages by tenant, outcome (accepted, queued, rejected, failed) and reason (policy reason, SES error kind or queue failure).",
 		}, []string{"tenant", "outcome", "reason"}),
 		Recipients: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sesrelay_recipients_sent_total", Help: "Recipients accepted by SES, by tenant.",

@@ -226,6 +226,13 @@ func (s *Server) deliver(ctx context.Context, st *state, t *policy.Tenant, env E
 		return r
 	}
 
+	// Delivery modes (queued.go): queue stores the prepared message and
+	// answers 250; fallback sends below and queues on a transient failure.
+	mode := s.deliveryMode(st, t)
+	if mode == config.ModeQueue {
+		return s.deliverQueued(t, env, p, ref, len(raw), start, log)
+	}
+
 	// A per-recipient send is several SES calls: remember which recipients
 	// SES accepted, so the client's retry after a 4xx sends only to the rest.
 	var key [32]byte
@@ -235,7 +242,7 @@ func (s *Server) deliver(ctx context.Context, st *state, t *policy.Tenant, env E
 		done = s.memory.get(key)
 	}
 	ids := make([]string, 0, len(p.Requests))
-	for _, req := range p.Requests {
+	for i, req := range p.Requests {
 		if p.PerRecipient {
 			if id, ok := done[req.Recipients[0]]; ok {
 				ids = append(ids, id)
@@ -255,6 +262,14 @@ func (s *Server) deliver(ctx context.Context, st *state, t *policy.Tenant, env E
 			lvl("message not sent", zap.String("reason", kind.String()), zap.Error(err), zap.Int("size", len(req.Raw)),
 				zap.Strings("failed_rcpt", req.Recipients), zap.Int("sent_before", len(ids)),
 				zap.Int("code", r.Code), zap.Duration("ses_duration", d), zap.Duration("duration", time.Since(start)))
+			if mode == config.ModeFallback && fallbackOn(kind) {
+				// Fallback mode (queued.go): queue the requests not sent.
+				fr := s.deliverFallback(t, env, p, notSent(p.Requests[i:], done), kind, r, ref, len(raw), start, log)
+				if p.PerRecipient && fr.Code == 250 {
+					s.memory.forget(key)
+				}
+				return fr
+			}
 			outcome := "failed"
 			if !kind.Transient() {
 				outcome = "rejected"

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sesrelay/sesrelay/config"
 	"github.com/sesrelay/sesrelay/policy"
+	"github.com/sesrelay/sesrelay/queue"
 )
 
 // Options are the parts of a Server that are not in the configuration.
@@ -33,6 +34,9 @@ type Options struct {
 	// byte. Defaults: time.Now and a random hex id.
 	Now   func() time.Time
 	NewID func() string
+	// Queue, when set, takes the messages of tenants in fallback and
+	// queue delivery modes (queued.go); nil: every tenant is direct.
+	Queue *queue.Queue
 }
 
 // state is one immutable configuration snapshot. Sessions keep the

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
@@ -64,6 +65,8 @@ type readiness struct {
 	// regions is the health of ses.regions (nil: not the SES sender).
 	// Readiness needs one region up; every /readyz answer lists them.
 	regions func() []ses.RegionStatus
+	// queue, once attached, must be writable (queueadmin.go).
+	queue atomic.Pointer[daemonQueue]
 }
 
 // failing returns the names of the checks that fail (none: ready). The
@@ -83,15 +86,18 @@ func (r *readiness) failing(ctx context.Context) []string {
 			return []string{"ses: every region of ses.regions is down"}
 		}
 	}
+	if f := r.queueFailing(); f != "" {
+		return []string{f}
+	}
 	return nil
 }
 
 // detail lists the health of each region of ses.regions, one line each.
 func (r *readiness) detail() []string {
+	lines := r.queueDetail()
 	if r.regions == nil {
-		return nil
+		return lines
 	}
-	var lines []string
 	for _, s := range r.regions() {
 		state := "up"
 		if !s.Up {
@@ -191,6 +197,9 @@ type adminServer struct {
 	ln   net.Listener
 	done chan struct{}
 	log  *zap.Logger
+	// ready and mux let the queue attach its check and endpoints.
+	ready *readiness
+	mux   *http.ServeMux
 }
 
 // startAdmin binds admin.address and serves the admin endpoints in the
@@ -218,9 +227,13 @@ func startAdmin(cfg *config.Config, reg *prometheus.Registry, srv *relay.Server,
 	if err != nil {
 		return nil, fmt.Errorf("admin.address: %w", err)
 	}
+	h := adminHandler(reg, ready, ac.PProf, log)
+	mux, _ := h.(*http.ServeMux)
 	a := &adminServer{
+		ready: ready,
+		mux:   mux,
 		http: &http.Server{
-			Handler:           adminHandler(reg, ready, ac.PProf, log),
+			Handler:           h,
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
 			// Above pprof's default 30 s CPU profile, which refuses to run

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -24,6 +25,8 @@ type daemon struct {
 	admin   *adminServer
 	// sup is the suppression store and the unsubscribe endpoint (unsubscribe.go).
 	sup *suppressionParts
+	// queue is the store-and-forward queue, nil without queue.dir (queue.go).
+	queue *daemonQueue
 
 	// onReload, when set, is told the outcome of every reload and the
 	// content hash of the configuration it tried (reload.go).
@@ -52,27 +55,39 @@ func startDaemon(ctx context.Context, cfg *config.Config, path string, log *zap.
 	if err != nil {
 		return nil, err
 	}
-	srv, err := relay.NewServer(cfg, relay.Options{Sender: parts.sender(), Logger: log, Metrics: metrics, Suppressions: sup.relayStore()})
+	q, err := openQueue(cfg, reg, log)
 	if err != nil {
+		sup.stop()
+		return nil, err
+	}
+	srv, err := relay.NewServer(cfg, relay.Options{Sender: parts.sender(), Logger: log, Metrics: metrics, Suppressions: sup.relayStore(), Queue: q})
+	if err != nil {
+		closeQueue(q)
 		sup.stop()
 		return nil, err
 	}
 	if err := sup.listen(cfg, srv.Config, reg); err != nil {
+		closeQueue(q)
 		sup.stop()
 		return nil, err
 	}
+	dq := newDaemonQueue(cfg, q, srv, parts.limiter, log)
 	adm, err := startAdmin(cfg, reg, srv, parts.ses, log)
 	if err != nil {
+		closeQueue(q)
 		sup.stop()
 		return nil, err
 	}
+	adm.attachQueue(dq)
 	if err := srv.Listen(); err != nil {
 		adm.shutdown()
+		closeQueue(q)
 		sup.stop()
 		return nil, err
 	}
-	d := &daemon{path: path, log: log, srv: srv, parts: parts, metrics: metrics, admin: adm, sup: sup}
+	d := &daemon{path: path, log: log, srv: srv, parts: parts, metrics: metrics, admin: adm, sup: sup, queue: dq}
 	d.initReload(ctx, cfg)
+	d.subscribeQueue()
 	d.recordReloads()
 	return d, nil
 }
@@ -86,5 +101,5 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	// progress consult the store.
 	d.sup.start(ctx)
 	defer d.sup.stop()
-	return d.srv.Serve(ctx)
+	return d.queue.serve(ctx, func() error { return d.srv.Serve(ctx) }, func() time.Duration { return d.srv.Config().Server.ShutdownTimeout })
 }

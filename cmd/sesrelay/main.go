@@ -36,6 +36,7 @@ commands:
   doctor         check each tenant domain's DNS and SES setup
   suppression    list | add | remove | import | export: suppressed recipients
   healthcheck    probe the admin listener (for container health checks)
+  queue          list | show | retry | delete | requeue: operate the store-and-forward queue
   version        print the version
 `
 

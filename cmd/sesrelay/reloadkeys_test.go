@@ -99,6 +99,27 @@ var reloadableKeys = map[string]struct {
 	"server.max_inflight_bytes":   {func(c *config.Config) { c.Server.MaxInflightBytes = 1 << 30 }, nil},
 	"server.max_session_duration": {func(c *config.Config) { c.Server.MaxSessionDuration = 7 * time.Minute }, nil},
 
+	// The queue (queue.go): modes and limits apply to the next message,
+	// timings to the next failure, bounce_from to the next dead message.
+	"delivery.mode": {func(c *config.Config) { c.Delivery.Mode = config.ModeQueue }, func(t *testing.T, h *reloadHarness) {
+		c, err := h.login("billing-app", reloadPassword)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := sendOne(c, "billing.example.com"); err != nil {
+			t.Fatal(err)
+		}
+		if h.logs.FilterMessage("message queued").Len() == 0 {
+			t.Error("delivery.mode queue: the message was not queued")
+		}
+	}},
+	"queue.min_backoff":  {func(c *config.Config) { c.Queue.MinBackoff = 7 * time.Second }, nil},
+	"queue.max_backoff":  {func(c *config.Config) { c.Queue.MaxBackoff = 7000 * time.Second }, nil},
+	"queue.max_age":      {func(c *config.Config) { c.Queue.MaxAge = 7 * time.Hour }, nil},
+	"queue.max_bytes":    {func(c *config.Config) { c.Queue.MaxBytes = 7 << 20 }, nil},
+	"queue.max_messages": {func(c *config.Config) { c.Queue.MaxMessages = 7 }, nil},
+	"queue.bounce_from":  {func(c *config.Config) { c.Queue.BounceFrom = "postmaster@billing.example.com" }, nil},
 	"tenants": {func(c *config.Config) {
 		c.Tenants = append(c.Tenants, config.Tenant{Name: "support", Domains: []string{"support.example.com"},
 			Users: []config.User{{Username: "support-app", PasswordHash: reloadHash, Hash: c.Tenants[0].Users[0].Hash}}})
@@ -179,7 +200,9 @@ func changeLeaf(t *testing.T, c *config.Config, key string) {
 func TestEveryKeyReloadsOrRefuses(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sesrelay.yaml")
-	writeAtomic(t, path, strings.NewReplacer("OUTBOX", filepath.Join(dir, "outbox"), "BILLING_HASH", reloadHash).Replace(reloadYAML))
+	// With a queue directory: the queue keys are reloadable then.
+	writeAtomic(t, path, strings.NewReplacer("OUTBOX", filepath.Join(dir, "outbox"), "BILLING_HASH", reloadHash).Replace(reloadYAML)+
+		fmt.Sprintf("queue: {dir: %q}\n", filepath.Join(dir, "queue")))
 	h := startReloadDaemon(t, path)
 	ctx := context.Background()
 	fresh := func() *config.Config {

@@ -10,7 +10,9 @@
 //
 // Control (not forwarded): POST /__e2e/mode with body "up" (forward, the
 // default) or "unavailable" (answer 503 ServiceUnavailable, as SES does when
-// it is overloaded). When the upstream cannot be reached the proxy answers
+// it is overloaded) or "failing" (every SendEmail fails, alternately 503
+// ServiceUnavailable and 429 TooManyRequestsException, as in an SES outage
+// with throttling). When the upstream cannot be reached the proxy answers
 // 502, as a load balancer in front of a stopped service does.
 'use strict';
 
@@ -31,6 +33,7 @@ if (!port || !logFile) {
 }
 
 let mode = 'up';
+let failures = 0;
 
 function record(entry) {
     fs.appendFileSync(logFile, JSON.stringify(entry) + '\n');
@@ -52,8 +55,8 @@ const server = http.createServer((req, res) => {
 
         if (req.url === '/__e2e/mode' && req.method === 'POST') {
             const m = body.toString('utf8').trim();
-            if (m !== 'up' && m !== 'unavailable') {
-                res.writeHead(400).end('mode must be up or unavailable\n');
+            if (m !== 'up' && m !== 'unavailable' && m !== 'failing') {
+                res.writeHead(400).end('mode must be up, unavailable or failing\n');
                 return;
             }
             mode = m;
@@ -63,6 +66,19 @@ const server = http.createServer((req, res) => {
 
         const entry = { time: new Date().toISOString(), method: req.method, path: req.url, body: parseBody(body) };
         const isSend = req.method === 'POST' && req.url.startsWith('/v2/email/outbound-emails');
+
+        if (mode === 'failing' && isSend) {
+            failures++;
+            const throttle = failures % 2 === 0;
+            entry.status = throttle ? 429 : 503;
+            record(entry);
+            res.writeHead(entry.status, {
+                'content-type': 'application/json',
+                'x-amzn-errortype': throttle ? 'TooManyRequestsException' : 'ServiceUnavailableException'
+            });
+            res.end(JSON.stringify({ message: throttle ? 'Maximum sending rate exceeded.' : 'Service Unavailable' }));
+            return;
+        }
 
         if (mode === 'unavailable') {
             entry.status = 503;

@@ -109,6 +109,21 @@ and the grace period must cover the drain.
 {{- fail (printf "config.suppression.dir %q: must be an absolute path (the persistent volume is mounted there)" (toString .Values.config.suppression.dir)) }}
 {{- end }}
 {{- end }}
+{{- $queued := has (toString (dig "delivery" "mode" "direct" .Values.config)) (list "fallback" "queue") }}
+{{- range $t := default list .Values.config.tenants }}
+{{- if has (toString (default "" $t.delivery_mode)) (list "fallback" "queue") }}{{ $queued = true }}{{ end }}
+{{- end }}
+{{- if and $queued (not .Values.queue.persistence.enabled) }}
+{{- fail "a tenant delivers in fallback or queue mode: set queue.persistence.enabled (a PersistentVolumeClaim for config.queue.dir); a queue on the pod's filesystem or an emptyDir loses mail when the pod goes" }}
+{{- end }}
+{{- if .Values.queue.persistence.enabled }}
+{{- if not (hasPrefix "/" (toString (dig "queue" "dir" "" .Values.config))) }}
+{{- fail "queue.persistence.enabled: config.queue.dir must be set to an absolute path (the claim is mounted there)" }}
+{{- end }}
+{{- if or .Values.autoscaling.enabled (ne (int .Values.replicaCount) 1) }}
+{{- fail "queue.persistence.enabled: the queue volume belongs to one pod: replicaCount must be 1 and autoscaling off (for more, install one release per replica; docs/deploy.md)" }}
+{{- end }}
+{{- end }}
 {{- $drain := add (include "sesrelay.shutdownSeconds" . | atoi) (int .Values.lifecycle.preStopSleepSeconds) }}
 {{- if le (int .Values.terminationGracePeriodSeconds) $drain }}
 {{- fail (printf "terminationGracePeriodSeconds (%v) must exceed lifecycle.preStopSleepSeconds + config.server.shutdown_timeout (%d s), or the kubelet kills sessions mid-drain" .Values.terminationGracePeriodSeconds $drain) }}
