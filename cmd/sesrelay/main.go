@@ -47,6 +47,9 @@ var commands = []struct {
 	{"explain", "run the pipeline on a message without sending it", func(ctx context.Context, args []string, s streams) int {
 		return cmdExplain(ctx, args, s.stdin, s.stdout, s.stderr)
 	}},
+	{"test", "run policy test cases through the pipeline without sending", func(_ context.Context, args []string, s streams) int {
+		return cmdTest(args, s.stdout, s.stderr)
+	}},
 	{"hash-password", "read a password from stdin, print a hash for the YAML", func(_ context.Context, args []string, s streams) int {
 		return cmdHashPassword(args, s.stdin, s.stdout, s.stderr)
 	}},
