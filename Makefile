@@ -5,7 +5,7 @@
 
 GO ?= go
 
-.PHONY: run build test deps unit e2e deploy-check fuzz fuzz-short bench
+.PHONY: run build test deps unit policy-test e2e deploy-check fuzz fuzz-short bench
 
 run:
 	$(GO) run ./cmd/sesrelay serve
@@ -19,7 +19,11 @@ build:
 deps:
 	bash scripts/deps.sh
 
-test: deps unit fuzz-short e2e deploy-check
+test: deps unit policy-test fuzz-short e2e deploy-check
+
+# The example policy tests against the example configuration (docs/policy.md).
+policy-test:
+	$(GO) run ./cmd/sesrelay test --config examples/dev.yaml examples/tests/*.yaml
 
 unit:
 	$(GO) vet ./...

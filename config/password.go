@@ -25,8 +25,12 @@ var ErrNotAHash = errors.New("not a bcrypt or argon2id hash")
 func ParsePasswordHash(s string) (*PasswordHash, error) {
 	switch {
 	case strings.HasPrefix(s, "$argon2id$"):
-		if _, _, _, err := argon2id.DecodeHash(s); err != nil {
+		params, _, _, err := argon2id.DecodeHash(s)
+		if err != nil {
 			return nil, ErrNotAHash
+		}
+		if err := checkArgonFloor(params.Memory, params.Iterations); err != nil {
+			return nil, err
 		}
 		return &PasswordHash{encoded: s, argon: true}, nil
 	case strings.HasPrefix(s, "$2a$"), strings.HasPrefix(s, "$2b$"), strings.HasPrefix(s, "$2y$"):

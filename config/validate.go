@@ -321,6 +321,8 @@ func (c *Config) validateTenants(p *problems) {
 		for j, d := range t.Domains {
 			if _, err := address.Pattern(d); err != nil {
 				p.add(fmt.Sprintf("%s.domains[%d]", path, j), "%v", err)
+			} else if err := checkPublicSuffixWildcard(d); err != nil {
+				p.add(fmt.Sprintf("%s.domains[%d]", path, j), "%v", err)
 			}
 		}
 		if t.ConfigurationSet != "" && !sesName.MatchString(t.ConfigurationSet) {

@@ -29,8 +29,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/sesrelay/sesrelay/config"
-	"github.com/sesrelay/sesrelay/queue"
-	"github.com/sesrelay/sesrelay/relay"
+	"github.com/sesrelay/sesrelay/internal/metricnames"
 	"github.com/sesrelay/sesrelay/relay/ses"
 	"github.com/sesrelay/sesrelay/relay/sestest"
 	"github.com/sesrelay/sesrelay/relay/smtptest"
@@ -659,76 +658,13 @@ func TestDialAddress(t *testing.T) {
 	}
 }
 
-// metricNames are the names of every collector in relay.Metrics and of
-// the SES sender's collector.
+// metricNames are the names of every metric the relay exports.
 func metricNames(t *testing.T) []string {
-	m := relay.NewMetrics(nil)
-	v := reflect.ValueOf(m).Elem()
-	re := regexp.MustCompile(`fqName: "([^"]+)"`)
-	var names []string
-	describe := func(c prometheus.Collector) {
-		ch := make(chan *prometheus.Desc, 16)
-		c.Describe(ch)
-		close(ch)
-		for d := range ch {
-			names = append(names, re.FindStringSubmatch(d.String())[1])
-		}
-	}
-	for i := 0; i < v.NumField(); i++ {
-		c, ok := v.Field(i).Interface().(prometheus.Collector)
-		if !ok {
-			t.Fatalf("relay.Metrics.%s is not a collector", v.Type().Field(i).Name)
-		}
-		describe(c)
-	}
-	sender, err := ses.New(context.Background(), ses.Options{Region: "us-east-1", AWSConfig: &aws.Config{Region: "us-east-1"}})
+	names, err := metricnames.All()
 	if err != nil {
-		t.Fatal(err)
-	}
-	describe(sender.Collector())
-	// The queue registers its own series when it opens.
-	reg := prometheus.NewRegistry()
-	q, err := queue.Open(t.TempDir(), queue.Options{Registerer: collectingRegisterer{reg, describe}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.Close()
-	// So does the suppression store.
-	sup := config.DefaultSuppression()
-	sup.Dir = t.TempDir()
-	ss, err := suppression.Open(context.Background(), sup, suppression.Options{Registerer: collectingRegisterer{prometheus.NewRegistry(), describe}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ss.Close()
-	// The unsubscribe endpoint registers its own series when built.
-	cfg := config.Defaults()
-	if _, err := unsubscribe.NewHandler(cfg.UnsubscribeServer, unsubscribe.Options{
-		Config: func() *config.Config { return &cfg }, Store: unsubscribe.RecorderFunc(nil),
-		Registerer: collectingRegisterer{prometheus.NewRegistry(), describe},
-	}); err != nil {
 		t.Fatal(err)
 	}
 	return names
-}
-
-// collectingRegisterer describes each collector registered through it.
-type collectingRegisterer struct {
-	*prometheus.Registry
-	describe func(prometheus.Collector)
-}
-
-func (r collectingRegisterer) Register(c prometheus.Collector) error {
-	r.describe(c)
-	return r.Registry.Register(c)
-}
-
-func (r collectingRegisterer) MustRegister(cs ...prometheus.Collector) {
-	for _, c := range cs {
-		if err := r.Register(c); err != nil {
-			panic(err)
-		}
-	}
 }
 
 // TestMetricsDocumented checks that docs/operations.md documents every

@@ -30,10 +30,6 @@ import (
 // in the zone-file line, so that a script can take every quoted string in
 // it and join them into the record (the end-to-end suite does exactly that).
 
-func init() {
-	extraCommands["dkim"] = cmdDKIM
-}
-
 const dkimUsage = `usage:
   sesrelay dkim keygen --domain D --selector S [--algorithm rsa2048|ed25519] --out FILE [--force]
       write a new private key (PKCS#8 PEM, mode 0600) and print its DNS record

@@ -12,8 +12,6 @@ import (
 	"github.com/sesrelay/sesrelay/relay/ses"
 )
 
-func init() { extraCommands["doctor"] = cmdDoctor }
-
 // cmdDoctor checks each tenant domain's DNS and SES setup for DMARC and
 // prints what is missing. Exit codes: 0 every domain can pass DMARC, 1 at
 // least one cannot, 3 none fails but some could not be confirmed, 2 usage

@@ -14,8 +14,6 @@ import (
 	"github.com/sesrelay/sesrelay/relay"
 )
 
-func init() { extraCommands["explain"] = cmdExplain }
-
 type stringList []string
 
 func (l *stringList) String() string     { return strings.Join(*l, ",") }

@@ -20,8 +20,6 @@ import (
 // --config: the admin port the image and the chart use.
 const defaultAdminAddress = "127.0.0.1:9090"
 
-func init() { extraCommands["healthcheck"] = cmdHealthcheck }
-
 // cmdHealthcheck GETs a path of the admin listener and exits 0 on 200, 1
 // on anything else (including no answer within --timeout). It exists for
 // container health checks: the distroless image has no shell, curl or wget.

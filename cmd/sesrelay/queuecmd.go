@@ -21,8 +21,6 @@ import (
 	"github.com/sesrelay/sesrelay/relay"
 )
 
-func init() { extraCommands["queue"] = cmdQueue }
-
 const queueUsage = `usage: sesrelay queue <command> [flags]
 
 commands (Postfix: mailq, postcat -q, postqueue -f, postsuper -d, postsuper -r):

@@ -21,10 +21,6 @@ import (
 // Every command acts on one tenant, named by --tenant; an import file has
 // no tenant column, so a file can never write into another tenant.
 
-func init() {
-	extraCommands["suppression"] = cmdSuppression
-}
-
 const suppressionUsage = `usage:
   sesrelay suppression list   --config F --tenant T [--list L]
       print the tenant's suppressed recipients (of one list with --list)
