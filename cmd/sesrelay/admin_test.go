@@ -33,8 +33,6 @@ import (
 	"github.com/sesrelay/sesrelay/relay/ses"
 	"github.com/sesrelay/sesrelay/relay/sestest"
 	"github.com/sesrelay/sesrelay/relay/smtptest"
-	"github.com/sesrelay/sesrelay/suppression"
-	"github.com/sesrelay/sesrelay/unsubscribe"
 )
 
 // adminYAML is a relay with one plaintext loopback listener (AUTH allowed
