@@ -734,8 +734,8 @@ func (q *Queue) Requeue(id string) error {
 	if err != nil {
 		return err
 	}
-	defer q.release(id)
 	if !e.Dead {
+		q.release(id)
 		return fmt.Errorf("queue: %s is not dead", id)
 	}
 	now := q.now()
@@ -746,7 +746,11 @@ func (q *Queue) Requeue(id string) error {
 			e.Requests[i].State, e.Requests[i].Status, e.Requests[i].Error = Pending, "", ""
 		}
 	}
-	if err := q.move(e); err != nil {
+	err = q.move(e)
+	// Released before the poke: a dispatcher woken while the entry is
+	// still claimed skips it and may sleep past it.
+	q.release(id)
+	if err != nil {
 		return err
 	}
 	q.poke()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -320,5 +321,46 @@ func TestRetryAfterShortBackoff(t *testing.T) {
 	waitFor(t, "delivery on the second attempt", func() bool { c, _ := q.Usage(""); return c == 0 })
 	if len(ses.calls()) != 2 {
 		t.Errorf("calls %v", ses.calls())
+	}
+}
+
+// TestRequeueWakesTheRunner: a requeued dead entry is delivered at once.
+// Requeue used to wake the dispatcher while it still held the entry, so a
+// dispatcher that looked at that moment skipped it and slept on.
+func TestRequeueWakesTheRunner(t *testing.T) {
+	q := openTest(t, t.TempDir(), Options{})
+	var refuse atomic.Bool
+	refuse.Store(true)
+	ses := &fakeSES{Err: func(e *Entry, req int) error {
+		if refuse.Load() {
+			return Permanent("5.7.1", errors.New("refused"))
+		}
+		return nil
+	}}
+	startRunner(t, q, RunnerOptions{Deliverer: ses, Workers: 1})
+	for i := range 30 {
+		refuse.Store(true)
+		e, err := q.Enqueue(testMessage("acme", "a@x.example"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the entry to die", func() bool {
+			got, err := q.Show(e.ID)
+			return err == nil && got.Dead
+		})
+		refuse.Store(false)
+		if err := q.Requeue(e.ID); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			if _, err := q.Show(e.ID); errors.Is(err, ErrNotFound) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the requeued entry was not delivered within 2s", i)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
 	}
 }
