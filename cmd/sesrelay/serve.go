@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -104,6 +106,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, hup 
 		log.Warn("no --config given: running the embedded development configuration (file sender, self-signed TLS, demo tenant)")
 	}
 	log.Info("starting", zap.String("version", version), zap.String("config", *path), zap.Any("effective_config", cfg.Redacted()))
+	for _, w := range cfg.Warnings() { // what `sesrelay check` warns about
+		log.Warn("configuration warning", zap.String("warning", w))
+	}
+	setMemoryLimit(log)
 	d, err := newDaemon(ctx, cfg, *path, log)
 	if err != nil {
 		log.Error("startup failed", zap.Error(err))
@@ -115,4 +121,20 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, hup 
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// setMemoryLimit sets the Go runtime's soft memory limit to 90% of the
+// container's cgroup memory limit, so that the garbage collector works
+// harder before the kernel's OOM killer would. GOMEMLIMIT, when set, wins;
+// AUTOMEMLIMIT=off turns it off, AUTOMEMLIMIT=0.8 changes the ratio. The
+// relay's in-flight budget (server.max_inflight_bytes) is derived after
+// it, from the same limit.
+func setMemoryLimit(log *zap.Logger) {
+	limit, err := memlimit.Set(memlimit.WithProvider(memlimit.FromCgroup))
+	switch {
+	case err != nil:
+		log.Warn("memory limit not set", zap.Error(err))
+	case limit > 0 && limit < math.MaxInt64:
+		log.Info("memory limit", zap.Int64("gomemlimit", limit))
+	}
 }
