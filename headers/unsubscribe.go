@@ -343,24 +343,3 @@ func UnverifiedUnsubscribeTenant(token string) (string, error) {
 	}
 	return string(rest[k : k+int(n)]), nil
 }
-
-// ListIDField names the mailing list a message belongs to (RFC 2919).
-const ListIDField = "List-Id"
-
-// ListID returns the list identifier of the message's List-Id field: the
-// part between the angle brackets of `"phrase" <list-id>`, or the whole
-// trimmed value when it has no brackets; "" when there is no List-Id or
-// the value is empty.
-func ListID(h *textproto.Header) string {
-	vs := values(h, ListIDField)
-	if len(vs) == 0 {
-		return ""
-	}
-	v := strings.TrimSpace(vs[0])
-	if i := strings.LastIndexByte(v, '<'); i >= 0 {
-		if j := strings.IndexByte(v[i:], '>'); j > 0 {
-			return strings.TrimSpace(v[i+1 : i+j])
-		}
-	}
-	return v
-}

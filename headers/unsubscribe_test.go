@@ -276,21 +276,3 @@ func TestUnverifiedUnsubscribeTenant(t *testing.T) {
 		}
 	}
 }
-
-func TestListID(t *testing.T) {
-	for _, tc := range []struct{ field, want string }{
-		{"List-Id: Monthly news <monthly.example.com>\r\n", "monthly.example.com"},
-		{"List-Id: \"A <b>\" <list.example.com>\r\n", "list.example.com"},
-		{"List-ID: plain.example.com\r\n", "plain.example.com"},
-		{"List-Id: Monthly\r\n <monthly.example.com>\r\n", "monthly.example.com"},
-		{"Subject: x\r\n", ""},
-	} {
-		m, err := Read([]byte(tc.field+"From: a@example.com\r\n\r\nbody\r\n"), NormalizeBareNewlines)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := ListID(&m.Header); got != tc.want {
-			t.Errorf("%q: got %q, want %q", tc.field, got, tc.want)
-		}
-	}
-}

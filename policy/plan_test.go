@@ -1,9 +1,13 @@
 package policy
 
 import (
+	"bufio"
 	"net/mail"
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/emersion/go-message/textproto"
 
 	"github.com/sesrelay/sesrelay/config"
 )
@@ -136,6 +140,27 @@ func TestDisplayNamePolicy(t *testing.T) {
 		d := r.Tenant("rw").Evaluate(Envelope{}, header(t, "From: "+from))
 		if d.Rewrite == nil || d.Rewrite.DisplayName != want || d.Rewrite.Cause != RewriteFromPolicy {
 			t.Errorf("From %s: Rewrite = %+v, want display name %q", from, d.Rewrite, want)
+		}
+	}
+}
+
+// TestListFromListID: without the tenant's list_id_header the list is the
+// identifier of List-Id (RFC 2919), as the unsubscribe token and the
+// suppression lookup use it.
+func TestListFromListID(t *testing.T) {
+	for _, tc := range []struct{ field, want string }{
+		{"List-Id: Monthly news <monthly.example.com>\r\n", "monthly.example.com"},
+		{"List-Id: \"A <b>\" <list.example.com>\r\n", "list.example.com"},
+		{"List-ID: plain.example.com\r\n", "plain.example.com"},
+		{"List-Id: Monthly\r\n <monthly.example.com>\r\n", "monthly.example.com"},
+		{"Subject: x\r\n", ""},
+	} {
+		h, err := textproto.ReadHeader(bufio.NewReader(strings.NewReader(tc.field + "From: a@example.com\r\n\r\n")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := listID(topValue(&h, "List-Id")); got != tc.want {
+			t.Errorf("%q: got %q, want %q", tc.field, got, tc.want)
 		}
 	}
 }
