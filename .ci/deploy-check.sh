@@ -50,16 +50,21 @@ mkdir -p "$out/rendered"
 "$HELM" template sesrelay "$CHART" --namespace mail --kube-version "$KUBE_VERSION" \
 	-f "$CHART/ci/queue-values.yaml" >"$out/rendered/queue.yaml"
 
-# The queue without a volume, or one volume for several replicas, must
-# refuse to render.
+# The queue on a StatefulSet scales: with the autoscaler too (its target
+# follows the kind; the Go test checks it).
+"$HELM" template sesrelay "$CHART" --namespace mail --kube-version "$KUBE_VERSION" \
+	-f "$CHART/ci/queue-values.yaml" --set autoscaling.enabled=true >"$out/rendered/queue-autoscaled.yaml"
+
+# The queue without a volume must refuse to render (an emptyDir loses mail
+# on rescheduling), and so must a single claim shared by the replicas.
 if "$HELM" template sesrelay "$CHART" --kube-version "$KUBE_VERSION" -f "$CHART/ci/queue-values.yaml" \
 	--set queue.persistence.enabled=false >/dev/null 2>&1; then
 	echo "deploy-check: the chart rendered fallback mode without queue.persistence" >&2
 	exit 1
 fi
 if "$HELM" template sesrelay "$CHART" --kube-version "$KUBE_VERSION" -f "$CHART/ci/queue-values.yaml" \
-	--set replicaCount=2 >/dev/null 2>&1; then
-	echo "deploy-check: the chart rendered one queue volume for two replicas" >&2
+	--set queue.persistence.existingClaim=shared >/dev/null 2>&1; then
+	echo "deploy-check: the chart rendered one existing queue claim for every replica" >&2
 	exit 1
 fi
 

@@ -149,18 +149,21 @@ func TestRenderedChart(t *testing.T) {
 					}
 				}
 				checkAllOptional(t, objs)
-			case "queue":
-				checkQueueVolume(t, objs)
+			case "queue", "queue-autoscaled":
+				checkQueueVolume(t, objs, name == "queue-autoscaled")
 			default:
 				if len(ofKind(objs, "PersistentVolumeClaim")) != 0 {
 					t.Error("a PersistentVolumeClaim without queue.persistence")
 				}
 			}
+			if !strings.HasPrefix(name, "queue") && len(ofKind(objs, "StatefulSet")) != 0 {
+				t.Error("a StatefulSet without queue.persistence: the relay keeps no per-pod state")
+			}
 		})
 	}
 }
 
-// pod is what the checks need from the Deployment.
+// pod is what the checks need from the workload.
 type pod struct {
 	template  map[string]any
 	spec      map[string]any
@@ -168,17 +171,30 @@ type pod struct {
 	ports     map[string]int // container port name → number
 }
 
-func checkChart(t *testing.T, objs []object) {
-	deps := ofKind(objs, "Deployment")
-	if len(deps) != 1 {
-		t.Fatalf("want one Deployment, got %d", len(deps))
+// workloads are the kinds that run the relay pods: a Deployment, or a
+// StatefulSet when the queue has a claim per replica.
+var workloads = []string{"Deployment", "StatefulSet"}
+
+// workload returns the one object that runs the relay pods.
+func workload(t *testing.T, objs []object) object {
+	t.Helper()
+	var found []object
+	for _, kind := range workloads {
+		found = append(found, ofKind(objs, kind)...)
 	}
-	dep := deps[0]
+	if len(found) != 1 {
+		t.Fatalf("want one Deployment or StatefulSet, got %d", len(found))
+	}
+	return found[0]
+}
+
+func checkChart(t *testing.T, objs []object) {
+	dep := workload(t, objs)
 	p := pod{ports: map[string]int{}}
 	p.template, _ = get(dep.Body, "spec", "template").(map[string]any)
 	p.spec, _ = get(p.template, "spec").(map[string]any)
 	if !selects(get(dep.Body, "spec", "selector", "matchLabels"), get(p.template, "metadata", "labels")) {
-		t.Error("the Deployment's selector does not match its pod labels")
+		t.Errorf("the %s's selector does not match its pod labels", dep.Kind)
 	}
 	for _, c := range list(p.spec["containers"]) {
 		if str(get(c, "name")) == "sesrelay" {
@@ -407,17 +423,22 @@ func checkRollout(t *testing.T, objs []object, dep object, p pod, cfg map[string
 			t.Errorf("SESRELAY_SES_REPLICAS %d with an autoscaler up to %d: the replicas together could exceed the SES rate", n, max)
 		}
 		if get(dep.Body, "spec", "replicas") != nil {
-			t.Error("the Deployment sets replicas although an autoscaler owns them")
+			t.Errorf("the %s sets replicas although an autoscaler owns them", dep.Kind)
 		}
 	} else if r, _ := get(dep.Body, "spec", "replicas").(int); n < r {
-		t.Errorf("SESRELAY_SES_REPLICAS %d below the Deployment's %d replicas: together they would exceed the SES rate", n, r)
+		t.Errorf("SESRELAY_SES_REPLICAS %d below the %s's %d replicas: together they would exceed the SES rate", n, dep.Kind, r)
 	}
-	if str(get(dep.Body, "spec", "strategy", "type")) == "Recreate" {
+	if dep.Kind == "StatefulSet" {
+		// A StatefulSet replaces a pod after the old one stopped (its claim
+		// is ReadWriteOnce); OnDelete would never roll out a new config.
+		if ty := str(get(dep.Body, "spec", "updateStrategy", "type")); ty != "" && ty != "RollingUpdate" {
+			t.Errorf("StatefulSet updateStrategy %q: configuration changes would not roll out", ty)
+		}
+	} else if str(get(dep.Body, "spec", "strategy", "type")) == "Recreate" {
 		// Only a one-pod volume justifies stopping the old pod first: the
-		// embedded suppression store (checkSuppression) or the queue
-		// (checkQueueVolume).
-		if !embeddedSuppression(cfg) && !queueVolume(objs) {
-			t.Error("the Recreate strategy without the embedded suppression store or a queue volume: every rollout drops all replicas")
+		// embedded suppression store (checkSuppression).
+		if !embeddedSuppression(cfg) {
+			t.Error("the Recreate strategy without the embedded suppression store: every rollout drops all replicas")
 		}
 	} else if get(dep.Body, "spec", "strategy", "rollingUpdate", "maxUnavailable") != 0 {
 		t.Error("a rolling update may drop below the desired replicas (maxUnavailable != 0)")
@@ -440,7 +461,8 @@ func checkSuppression(t *testing.T, objs []object, dep object, p pod, cfg map[st
 	if r, _ := get(dep.Body, "spec", "replicas").(int); r != 1 || len(ofKind(objs, "HorizontalPodAutoscaler")) != 0 {
 		t.Errorf("embedded suppression store with %d replicas (autoscalers: %d): an unsubscribe would hold on one replica only", r, len(ofKind(objs, "HorizontalPodAutoscaler")))
 	}
-	if ty := str(get(dep.Body, "spec", "strategy", "type")); ty != "Recreate" {
+	// A StatefulSet always stops a pod before starting its successor.
+	if ty := str(get(dep.Body, "spec", "strategy", "type")); dep.Kind == "Deployment" && ty != "Recreate" {
 		t.Errorf("strategy %q with the embedded store: the new pod would wait for the old one's file lock", ty)
 	}
 	dir := str(get(cfg, "suppression", "dir"))
@@ -530,8 +552,8 @@ func checkOptional(t *testing.T, objs []object, dep object, p pod) {
 		}
 	}
 	for _, hpa := range ofKind(objs, "HorizontalPodAutoscaler") {
-		if ref := get(hpa.Body, "spec", "scaleTargetRef"); str(get(ref, "kind")) != "Deployment" || str(get(ref, "name")) != dep.Name {
-			t.Errorf("the autoscaler targets %v, not Deployment %s", ref, dep.Name)
+		if ref := get(hpa.Body, "spec", "scaleTargetRef"); str(get(ref, "kind")) != dep.Kind || str(get(ref, "name")) != dep.Name {
+			t.Errorf("the autoscaler targets %v, not %s %s", ref, dep.Kind, dep.Name)
 		}
 		if get(p.container, "resources", "requests", "cpu") == nil {
 			t.Error("CPU autoscaling without a CPU request cannot compute utilization")
@@ -624,7 +646,7 @@ func checkAllOptional(t *testing.T, objs []object) {
 			t.Errorf("listener %d: proxy_protocol %q with trusted %v, want required with the VPC range", i, pp, get(l, "proxy_protocol_trusted"))
 		}
 	}
-	dep := ofKind(objs, "Deployment")[0]
+	dep := workload(t, objs)
 	spec := get(dep.Body, "spec", "template", "spec")
 	mounts := map[string]bool{}
 	for _, m := range list(get(spec, "containers", 0, "volumeMounts")) {
@@ -637,28 +659,37 @@ func checkAllOptional(t *testing.T, objs []object) {
 	}
 }
 
-// checkQueueVolume: with queue.persistence the queue directory of the
-// configuration is a PersistentVolumeClaim (never an emptyDir), owned by one
-// pod that stops before its successor starts, and the claim survives an
-// uninstall.
-func checkQueueVolume(t *testing.T, objs []object) {
-	pvcs := ofKind(objs, "PersistentVolumeClaim")
-	if len(pvcs) != 1 {
-		t.Fatalf("want one PersistentVolumeClaim for the queue, got %d", len(pvcs))
+// checkQueueVolume: with queue.persistence the relay runs as a StatefulSet
+// and the queue directory of the configuration is each replica's own
+// PersistentVolumeClaim from the claim template (never an emptyDir, never a
+// volume shared by replicas), retained when its pod is scaled away or the
+// StatefulSet deleted.
+func checkQueueVolume(t *testing.T, objs []object, autoscaled bool) {
+	sts := workload(t, objs)
+	if sts.Kind != "StatefulSet" {
+		t.Fatalf("the queue on a volume runs as a %s, want a StatefulSet (one claim per replica)", sts.Kind)
 	}
-	pvc := pvcs[0]
-	if str(get(pvc.Body, "metadata", "annotations", "helm.sh/resource-policy")) != "keep" {
-		t.Error("the queue claim is deleted by helm uninstall (resource-policy keep missing)")
+	if len(ofKind(objs, "PersistentVolumeClaim")) != 0 {
+		t.Error("a standalone PersistentVolumeClaim next to the StatefulSet's claim template")
 	}
-	if m := list(get(pvc.Body, "spec", "accessModes")); len(m) != 1 || str(m[0]) != "ReadWriteOnce" {
-		t.Errorf("access modes %v", m)
+	if autoscaled {
+		if len(ofKind(objs, "HorizontalPodAutoscaler")) != 1 {
+			t.Error("autoscaling.enabled with the queue renders no HorizontalPodAutoscaler")
+		}
+	} else if r, _ := get(sts.Body, "spec", "replicas").(int); r != 2 {
+		t.Errorf("%d replicas: ci/queue-values.yaml asks for 2 (the queue no longer limits the replica count)", r)
 	}
-	dep := ofKind(objs, "Deployment")[0]
-	if r, _ := get(dep.Body, "spec", "replicas").(int); r != 1 {
-		t.Errorf("%d replicas share one queue volume", r)
+	for _, when := range []string{"whenDeleted", "whenScaled"} {
+		if v := str(get(sts.Body, "spec", "persistentVolumeClaimRetentionPolicy", when)); v != "Retain" {
+			t.Errorf("persistentVolumeClaimRetentionPolicy.%s = %q, want Retain: queued mail would be deleted with the pod", when, v)
+		}
 	}
-	if s := str(get(dep.Body, "spec", "strategy", "type")); s != "Recreate" {
-		t.Errorf("strategy %q: a new pod would wait for the volume (and the lock) the old one holds", s)
+	if p := str(get(sts.Body, "spec", "podManagementPolicy")); p != "Parallel" {
+		t.Errorf("podManagementPolicy %q, want Parallel: one stuck pod would hold back the others", p)
+	}
+	svc := str(get(sts.Body, "spec", "serviceName"))
+	if !slices.ContainsFunc(ofKind(objs, "Service"), func(o object) bool { return o.Name == svc }) {
+		t.Errorf("serviceName %q names no rendered Service", svc)
 	}
 	var cfg map[string]any
 	for _, cm := range ofKind(objs, "ConfigMap") {
@@ -670,7 +701,7 @@ func checkQueueVolume(t *testing.T, objs []object) {
 	if dir == "" {
 		t.Fatal("config.yaml has no queue.dir")
 	}
-	spec := get(dep.Body, "spec", "template", "spec")
+	spec := get(sts.Body, "spec", "template", "spec")
 	vol := ""
 	for _, c := range list(get(spec, "containers")) {
 		for _, m := range list(get(c, "volumeMounts")) {
@@ -683,23 +714,31 @@ func checkQueueVolume(t *testing.T, objs []object) {
 		t.Fatalf("nothing is mounted at queue.dir %s", dir)
 	}
 	for _, v := range list(get(spec, "volumes")) {
-		if str(get(v, "name")) != vol {
-			continue
-		}
-		if claim := str(get(v, "persistentVolumeClaim", "claimName")); claim != pvc.Name {
-			t.Errorf("queue.dir is volume %s, claim %q, want the claim %s", vol, claim, pvc.Name)
-		}
-		return
-	}
-	t.Errorf("no volume %s", vol)
-}
-
-// queueVolume reports whether the chart renders the queue's claim.
-func queueVolume(objs []object) bool {
-	for _, o := range ofKind(objs, "PersistentVolumeClaim") {
-		if strings.HasSuffix(o.Name, "-queue") {
-			return true
+		if str(get(v, "name")) == vol {
+			t.Errorf("queue.dir is pod volume %s (%v), want the claim template %s: one volume per replica", vol, v, vol)
 		}
 	}
-	return false
+	var claim any
+	for _, c := range list(get(sts.Body, "spec", "volumeClaimTemplates")) {
+		if str(get(c, "metadata", "name")) == vol {
+			claim = c
+		}
+	}
+	if claim == nil {
+		t.Fatalf("no volumeClaimTemplate %s for the mount at queue.dir %s", vol, dir)
+	}
+	if m := list(get(claim, "spec", "accessModes")); len(m) != 1 || str(m[0]) != "ReadWriteOnce" {
+		t.Errorf("claim template access modes %v, want [ReadWriteOnce]", m)
+	}
+	if size := str(get(claim, "spec", "resources", "requests", "storage")); size != "20Gi" {
+		t.Errorf("claim template requests %q, want queue.persistence.size 20Gi", size)
+	}
+	if sc := str(get(claim, "spec", "storageClassName")); sc != "gp3" {
+		t.Errorf("claim template storage class %q, want queue.persistence.storageClass gp3", sc)
+	}
+	// The claim template cannot change after creation: a label that
+	// changes with the chart version would make every upgrade fail.
+	if l := get(claim, "metadata", "labels", "helm.sh/chart"); l != nil {
+		t.Errorf("claim template label helm.sh/chart %v: StatefulSet claim templates are immutable, upgrades would fail", l)
+	}
 }

@@ -120,8 +120,8 @@ and the grace period must cover the drain.
 {{- if not (hasPrefix "/" (toString (dig "queue" "dir" "" .Values.config))) }}
 {{- fail "queue.persistence.enabled: config.queue.dir must be set to an absolute path (the claim is mounted there)" }}
 {{- end }}
-{{- if or .Values.autoscaling.enabled (ne (int .Values.replicaCount) 1) }}
-{{- fail "queue.persistence.enabled: the queue volume belongs to one pod: replicaCount must be 1 and autoscaling off (for more, install one release per replica; docs/deploy.md)" }}
+{{- if .Values.queue.persistence.existingClaim }}
+{{- fail "queue.persistence.existingClaim is no longer supported: the StatefulSet claims one volume per replica (queue-<name>-<ordinal>). Drain the old claim with `sesrelay queue retry --all` (docs/deploy.md), then remove the key" }}
 {{- end }}
 {{- end }}
 {{- $drain := add (include "sesrelay.shutdownSeconds" . | atoi) (int .Values.lifecycle.preStopSleepSeconds) }}
@@ -138,4 +138,13 @@ config.suppression.dir.
 {{- define "sesrelay.suppressionEmbedded" -}}
 {{- $sup := default dict .Values.config.suppression }}
 {{- if and (eq (toString (default "embedded" $sup.store)) "embedded") $sup.dir }}true{{ end }}
+{{- end }}
+
+{{/*
+The workload kind: a StatefulSet when the queue is on a volume (one claim
+per replica, from volumeClaimTemplates), a Deployment otherwise. The
+autoscaler's scaleTargetRef follows it.
+*/}}
+{{- define "sesrelay.workloadKind" -}}
+{{- ternary "StatefulSet" "Deployment" (and .Values.queue.persistence.enabled true) }}
 {{- end }}
