@@ -5,22 +5,11 @@ package relay_test
 // connection limits, reload, graceful shutdown and SMTP smuggling.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/textproto"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,222 +18,15 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
-	"go.uber.org/zap/zaptest"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sesrelay/sesrelay/config"
-	"github.com/sesrelay/sesrelay/headers"
 	"github.com/sesrelay/sesrelay/relay"
 	"github.com/sesrelay/sesrelay/relay/ses"
 	"github.com/sesrelay/sesrelay/relay/sestest"
 )
-
-// hardYAML has a plain listener (insecure AUTH allowed: raw protocol tests
-// and source addresses are simple) and a STARTTLS one.
-const hardYAML = `
-server:
-  hostname: relay.test
-  listeners:
-    - {address: "127.0.0.1:0", tls: none, allow_insecure_auth: true}
-    - {address: "127.0.0.1:0", tls: starttls}
-  tls: {self_signed: true}
-  max_message_bytes: 65536
-  max_recipients: 50
-  shutdown_timeout: 5s
-ses: {region: us-east-1, max_attempts: 4, timeout: 1500ms}
-auth: {max_failures_per_connection: 3, max_failures: 3, lockout: 1m}
-tenants:
-  - name: billing
-    users: [{username: billing-app, password_hash: "HASH"}]
-    domains: ["billing.example.com"]
-  - name: marketing
-    users: [{username: marketing-app, password_hash: "HASH"}]
-    domains: ["marketing.example.com"]
-`
-
-const billingMsg = "From: Billing <invoices@billing.example.com>\r\n" +
-	"To: customer@example.org\r\n" +
-	"Subject: Your invoice\r\n" +
-	"\r\n" +
-	"Hello.\r\n"
-
-type hRelay struct {
-	t        *testing.T
-	srv      *relay.Server
-	ses      *sestest.Server
-	sender   relay.Sender
-	plain    string
-	starttls string
-
-	cancel  context.CancelFunc
-	done    chan struct{}
-	stopped atomic.Bool
-	err     error
-}
-
-type hOpts struct {
-	sesMod   func(*ses.Options)
-	endpoint string // "" = the stand-in
-	limits   func(cfg *config.Config) relay.RateLimits
-}
-
-// startHard runs a relay with the real SES client (fast backoff) on the
-// stand-in, optionally behind the rate limiter.
-func startHard(t *testing.T, yaml string, o hOpts) *hRelay {
-	t.Helper()
-	cfg, err := config.Parse([]byte(strings.ReplaceAll(yaml, "HASH", testHash)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	stub := sestest.New()
-	t.Cleanup(stub.Close)
-	opts := ses.OptionsFromConfig(&cfg.SES)
-	opts.Endpoint = stub.URL
-	if o.endpoint != "" {
-		opts.Endpoint = o.endpoint
-	}
-	opts.AWSConfig = &aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")}
-	opts.BackoffBase, opts.BackoffMax = 5*time.Millisecond, 50*time.Millisecond
-	if o.sesMod != nil {
-		o.sesMod(&opts)
-	}
-	sesSender, err := ses.New(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sender relay.Sender = sesSender
-	if o.limits != nil {
-		sender = relay.RateLimited(sesSender, o.limits(cfg))
-	}
-	srv, err := relay.NewServer(cfg, relay.Options{Sender: sender, Logger: zaptest.NewLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h := &hRelay{t: t, srv: srv, ses: stub, sender: sender, cancel: cancel, done: make(chan struct{})}
-	go func() { defer close(h.done); h.err = srv.Serve(ctx) }()
-	t.Cleanup(func() { h.stop() })
-	addrs := srv.Addrs()
-	h.plain, h.starttls = addrs[0].String(), addrs[1].String()
-	return h
-}
-
-// stop is SIGTERM: it cancels Serve and waits for it to return.
-func (h *hRelay) stop() time.Duration {
-	start := time.Now()
-	h.cancel()
-	<-h.done
-	return time.Since(start)
-}
-
-func dialFrom(t *testing.T, addr, src string) net.Conn {
-	t.Helper()
-	d := net.Dialer{Timeout: 5 * time.Second}
-	if src != "" {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
-	}
-	conn, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
-}
-
-// client dials the plain listener from src ("" = any) and authenticates
-// when user is set.
-func (h *hRelay) client(src, user, pass string) *smtp.Client {
-	h.t.Helper()
-	c := smtp.NewClient(dialFrom(h.t, h.plain, src))
-	h.t.Cleanup(func() { c.Close() })
-	if err := c.Hello("client.test"); err != nil {
-		h.t.Fatal(err)
-	}
-	if user != "" {
-		if err := c.Auth(sasl.NewPlainClient("", user, pass)); err != nil {
-			h.t.Fatalf("auth %s from %s: %v", user, src, err)
-		}
-	}
-	return c
-}
-
-func codeOf(err error) int {
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		return se.Code
-	}
-	if err == nil {
-		return 250
-	}
-	return -1
-}
-
-func sendMsg(c *smtp.Client, from string, to []string, msg string) error {
-	_, err := send(c, from, to, msg)
-	return err
-}
-
-// rawConn speaks SMTP byte by byte.
-type rawConn struct {
-	t  *testing.T
-	c  net.Conn
-	tp *textproto.Reader
-}
-
-func (h *hRelay) raw(src string) *rawConn {
-	h.t.Helper()
-	c := dialFrom(h.t, h.plain, src)
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	r := &rawConn{t: h.t, c: c, tp: textproto.NewReader(bufio.NewReader(c))}
-	if code, msg := r.read(); code != 220 {
-		h.t.Fatalf("greeting %d %s", code, msg)
-	}
-	return r
-}
-
-func (r *rawConn) write(s string) {
-	r.t.Helper()
-	if _, err := io.WriteString(r.c, s); err != nil {
-		r.t.Fatal(err)
-	}
-}
-
-// read reads one (possibly multi-line) reply; code -1 at EOF.
-func (r *rawConn) read() (int, string) {
-	code, msg, err := r.tp.ReadResponse(0)
-	if err != nil {
-		var pe textproto.ProtocolError
-		if errors.As(err, &pe) || code == 0 {
-			return -1, err.Error()
-		}
-	}
-	return code, msg
-}
-
-func (r *rawConn) cmd(line string) (int, string) {
-	r.write(line + "\r\n")
-	return r.read()
-}
-
-func (r *rawConn) login(user, pass string) {
-	r.t.Helper()
-	if code, msg := r.cmd("EHLO client.test"); code != 250 {
-		r.t.Fatalf("EHLO: %d %s", code, msg)
-	}
-	ir := base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
-	if code, msg := r.cmd("AUTH PLAIN " + ir); code != 235 {
-		r.t.Fatalf("AUTH: %d %s", code, msg)
-	}
-}
-
-// ---------------------------------------------------------------------------
-// SES faults: bounded retries inside ses.timeout, honest replies.
 
 func TestSESFaultRetries(t *testing.T) {
 	cases := []struct {
@@ -297,7 +79,7 @@ func TestSESFaultRetries(t *testing.T) {
 			h.ses.Respond = tc.respond
 			c := h.client("", "billing-app", testPassword)
 			start := time.Now()
-			err := sendMsg(c, "invoices@billing.example.com", []string{"a@example.org"}, billingMsg)
+			err := sendMsg(c, "invoices@billing.example.com", []string{"a@example.org"}, simpleMsg)
 			took := time.Since(start)
 			if tc.code == 250 {
 				if err != nil {
@@ -333,7 +115,7 @@ func TestSESUnreachable(t *testing.T) {
 	l.Close()
 	h := startHard(t, hardYAML, hOpts{endpoint: closed})
 	c := h.client("", "billing-app", testPassword)
-	err = sendMsg(c, "invoices@billing.example.com", []string{"a@example.org"}, billingMsg)
+	err = sendMsg(c, "invoices@billing.example.com", []string{"a@example.org"}, simpleMsg)
 	expectCode(t, err, 451, "4.3.0")
 }
 
@@ -361,7 +143,7 @@ func TestNeverAcceptedWithoutSES(t *testing.T) {
 	c := h.client("", "billing-app", testPassword)
 	ok := 0
 	for i := 0; i < 40; i++ {
-		msg := strings.Replace(billingMsg, "Hello.", fmt.Sprintf("Message %d.", i), 1)
+		msg := strings.Replace(simpleMsg, "Hello.", fmt.Sprintf("Message %d.", i), 1)
 		err := sendMsg(c, "invoices@billing.example.com", []string{"a@example.org"}, msg)
 		if err == nil {
 			ok++
@@ -388,9 +170,6 @@ func TestNeverAcceptedWithoutSES(t *testing.T) {
 	}
 	t.Logf("%d/40 accepted, %d drops, %d possible duplicates", ok, drops.Load(), dups)
 }
-
-// ---------------------------------------------------------------------------
-// Rate limits.
 
 type countSender struct {
 	mu  sync.Mutex
@@ -560,18 +339,18 @@ func TestTenantRateLimitOverSMTP(t *testing.T) {
 	h := startHard(t, yaml, hOpts{limits: func(cfg *config.Config) relay.RateLimits { return relay.RateLimitsFromConfig(cfg, 0) }})
 	c := h.client("", "billing-app", testPassword)
 	for i := 0; i < 2; i++ { // the bucket holds max_recipients tokens
-		if err := sendMsg(c, "invoices@billing.example.com", []string{"a@example.org"}, billingMsg); err != nil {
+		if err := sendMsg(c, "invoices@billing.example.com", []string{"a@example.org"}, simpleMsg); err != nil {
 			t.Fatal(err)
 		}
 	}
-	err := sendMsg(c, "invoices@billing.example.com", []string{"a@example.org"}, billingMsg)
+	err := sendMsg(c, "invoices@billing.example.com", []string{"a@example.org"}, simpleMsg)
 	expectCode(t, err, 451, "4.7.0")
 	if err := c.Reset(); err != nil {
 		t.Fatal(err)
 	}
 	// The other tenant is not affected.
 	m := h.client("", "marketing-app", testPassword)
-	mmsg := strings.ReplaceAll(billingMsg, "billing", "marketing")
+	mmsg := strings.ReplaceAll(simpleMsg, "billing", "marketing")
 	for i := 0; i < 3; i++ {
 		if err := sendMsg(m, "news@marketing.example.com", []string{"a@example.org"}, mmsg); err != nil {
 			t.Fatal(err)
@@ -594,7 +373,7 @@ func TestTenantMaxConnections(t *testing.T) {
 	// Another tenant is not counted against billing.
 	h.client("", "marketing-app", testPassword)
 	// The first session still works; once it ends, a new one may log in.
-	if err := sendMsg(first, "invoices@billing.example.com", []string{"a@example.org"}, billingMsg); err != nil {
+	if err := sendMsg(first, "invoices@billing.example.com", []string{"a@example.org"}, simpleMsg); err != nil {
 		t.Fatal(err)
 	}
 	if err := first.Quit(); err != nil {
@@ -614,9 +393,6 @@ func TestTenantMaxConnections(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
-// ---------------------------------------------------------------------------
-// AUTH protection.
 
 func TestAuthMaxFailuresPerConnection(t *testing.T) {
 	h := startHard(t, strings.Replace(hardYAML, "max_failures: 3,", "max_failures: 10,", 1), hOpts{})
@@ -658,7 +434,7 @@ func TestBruteForce(t *testing.T) {
 			c := smtp.NewClient(conn)
 			err = c.Auth(sasl.NewPlainClient("", "billing-app", testPassword))
 			if err == nil {
-				err = sendMsg(c, "invoices@billing.example.com", []string{"a@example.org"}, billingMsg)
+				err = sendMsg(c, "invoices@billing.example.com", []string{"a@example.org"}, simpleMsg)
 			}
 			c.Close()
 			if err != nil {
@@ -735,20 +511,6 @@ func TestBruteForce(t *testing.T) {
 	t.Logf("good client sent %d messages during the attack", goodSent.Load())
 }
 
-// ---------------------------------------------------------------------------
-// Connection limits.
-
-func greeting(t *testing.T, addr, src string) (int, net.Conn) {
-	t.Helper()
-	conn := dialFrom(t, addr, src)
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	code, _, err := textproto.NewReader(bufio.NewReader(conn)).ReadResponse(0)
-	if err != nil && code == 0 {
-		return -1, conn
-	}
-	return code, conn
-}
-
 func TestConnectionLimits(t *testing.T) {
 	yaml := strings.Replace(hardYAML, "shutdown_timeout: 5s", "shutdown_timeout: 5s\n  max_connections: 4\n  max_connections_per_ip: 2", 1)
 	h := startHard(t, yaml, hOpts{})
@@ -805,45 +567,6 @@ func TestAllowedNetworks(t *testing.T) {
 	}
 }
 
-// ---------------------------------------------------------------------------
-// Reload.
-
-func writeEd25519(t *testing.T, dir, name string) (string, ed25519.PublicKey) {
-	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p, pub
-}
-
-// dkimSelector verifies the message's signature with pub and returns the
-// selector it names.
-func dkimSelector(t *testing.T, raw []byte, pub crypto.PublicKey) string {
-	t.Helper()
-	txt, err := headers.DNSRecord(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var queried string
-	vs, err := dkim.VerifyWithOptions(bytes.NewReader(raw), &dkim.VerifyOptions{
-		LookupTXT: func(name string) ([]string, error) { queried = name; return []string{txt}, nil },
-	})
-	if err != nil || len(vs) != 1 || vs[0].Err != nil {
-		t.Fatalf("DKIM: %v %+v", err, vs)
-	}
-	sel, _, _ := strings.Cut(queried, "._domainkey.")
-	return sel
-}
-
 // TestReloadKeepsConnections: a new tenant, a rotated password and a
 // rotated DKIM key take effect for new sessions at once; a session opened
 // before keeps its snapshot and is not dropped.
@@ -855,7 +578,7 @@ func TestReloadKeepsConnections(t *testing.T) {
 		fmt.Sprintf(`domains: ["billing.example.com"]`+"\n    dkim: [{domain: billing.example.com, selector: s1, key_file: %q}]", key1), 1)
 	h := startHard(t, v1, hOpts{})
 	old := h.client("", "billing-app", testPassword)
-	if err := sendMsg(old, "invoices@billing.example.com", []string{"a@example.org"}, billingMsg); err != nil {
+	if err := sendMsg(old, "invoices@billing.example.com", []string{"a@example.org"}, simpleMsg); err != nil {
 		t.Fatal(err)
 	}
 	if s := dkimSelector(t, h.ses.Requests()[0].Raw, pub1); s != "s1" {
@@ -886,7 +609,7 @@ func TestReloadKeepsConnections(t *testing.T) {
 	c := h.client("", "", "")
 	expectCode(t, c.Auth(sasl.NewPlainClient("", "billing-app", testPassword)), 535, "5.7.8")
 	c = h.client("", "billing-app", "rotated-password")
-	if err := sendMsg(c, "invoices@billing.example.com", []string{"a@example.org"}, billingMsg); err != nil {
+	if err := sendMsg(c, "invoices@billing.example.com", []string{"a@example.org"}, simpleMsg); err != nil {
 		t.Fatal(err)
 	}
 	if s := dkimSelector(t, h.ses.Requests()[1].Raw, pub2); s != "s2" {
@@ -894,7 +617,7 @@ func TestReloadKeepsConnections(t *testing.T) {
 	}
 	// The new tenant.
 	s := h.client("", "support-app", testPassword)
-	if err := sendMsg(s, "help@support.example.com", []string{"a@example.org"}, strings.ReplaceAll(billingMsg, "billing", "support")); err != nil {
+	if err := sendMsg(s, "help@support.example.com", []string{"a@example.org"}, strings.ReplaceAll(simpleMsg, "billing", "support")); err != nil {
 		t.Fatal(err)
 	}
 	// A configuration that does not validate never becomes a snapshot.
@@ -903,34 +626,31 @@ func TestReloadKeepsConnections(t *testing.T) {
 	}
 }
 
-// ---------------------------------------------------------------------------
-// Graceful shutdown.
-
 func TestShutdownCompletesDataAndClosesIdle(t *testing.T) {
 	h := startHard(t, hardYAML, hOpts{})
 	idle := h.raw("")
-	idle.login("marketing-app", testPassword)
+	idle.Login("marketing-app", testPassword)
 
 	busy := h.raw("")
-	busy.login("billing-app", testPassword)
+	busy.Login("billing-app", testPassword)
 	for _, line := range []string{"MAIL FROM:<invoices@billing.example.com>", "RCPT TO:<a@example.org>"} {
-		if code, msg := busy.cmd(line); code != 250 {
+		if code, msg := busy.Cmd(line); code != 250 {
 			t.Fatalf("%s: %d %s", line, code, msg)
 		}
 	}
-	if code, msg := busy.cmd("DATA"); code != 354 {
+	if code, msg := busy.Cmd("DATA"); code != 354 {
 		t.Fatalf("DATA: %d %s", code, msg)
 	}
-	busy.write("From: Billing <invoices@billing.example.com>\r\nTo: a@example.org\r\n")
+	busy.Write("From: Billing <invoices@billing.example.com>\r\nTo: a@example.org\r\n")
 
 	stopped := make(chan time.Duration, 1)
 	go func() { stopped <- h.stop() }() // SIGTERM while the message is in DATA
 
 	// The idle session is told 421 and closed.
-	if code, msg := idle.read(); code != 421 {
+	if code, msg := idle.Read(); code != 421 {
 		t.Fatalf("idle session: %d %s", code, msg)
 	}
-	if code, _ := idle.read(); code != -1 {
+	if code, _ := idle.Read(); code != -1 {
 		t.Fatal("idle session not closed")
 	}
 	// New connections are refused.
@@ -949,11 +669,11 @@ func TestShutdownCompletesDataAndClosesIdle(t *testing.T) {
 	}
 	// The message in DATA completes and is acknowledged, then the
 	// connection closes.
-	busy.write("Subject: in flight\r\n\r\nHello.\r\n.\r\n")
-	if code, msg := busy.read(); code != 250 {
+	busy.Write("Subject: in flight\r\n\r\nHello.\r\n.\r\n")
+	if code, msg := busy.Read(); code != 250 {
 		t.Fatalf("message in DATA during shutdown: %d %s", code, msg)
 	}
-	if code, _ := busy.read(); code != -1 {
+	if code, _ := busy.Read(); code != -1 {
 		t.Fatal("busy session not closed after its reply")
 	}
 	select {
@@ -973,11 +693,11 @@ func TestShutdownCompletesDataAndClosesIdle(t *testing.T) {
 func TestShutdownTimeout(t *testing.T) {
 	h := startHard(t, strings.Replace(hardYAML, "shutdown_timeout: 5s", "shutdown_timeout: 700ms", 1), hOpts{})
 	stuck := h.raw("")
-	stuck.login("billing-app", testPassword)
-	stuck.cmd("MAIL FROM:<invoices@billing.example.com>")
-	stuck.cmd("RCPT TO:<a@example.org>")
-	stuck.cmd("DATA")
-	stuck.write("Subject: never ends\r\n")
+	stuck.Login("billing-app", testPassword)
+	stuck.Cmd("MAIL FROM:<invoices@billing.example.com>")
+	stuck.Cmd("RCPT TO:<a@example.org>")
+	stuck.Cmd("DATA")
+	stuck.Write("Subject: never ends\r\n")
 	d := h.stop()
 	if d > 2*time.Second {
 		t.Fatalf("shutdown took %v, shutdown_timeout 700ms", d)
@@ -985,16 +705,13 @@ func TestShutdownTimeout(t *testing.T) {
 	if h.err == nil {
 		t.Fatal("Serve reported no connection closed at the deadline")
 	}
-	if code, _ := stuck.read(); code == 250 {
+	if code, _ := stuck.Read(); code == 250 {
 		t.Fatal("250 for an unfinished message")
 	}
 	if h.ses.Calls() != 0 {
 		t.Fatal("SES called for an unfinished message")
 	}
 }
-
-// ---------------------------------------------------------------------------
-// Bare newlines and SMTP smuggling.
 
 // smugglings end DATA with an end-of-data sequence a lenient server might
 // take for <CRLF>.<CRLF>, followed by a second transaction.
@@ -1016,19 +733,19 @@ func TestSmugglingNeverSplitsData(t *testing.T) {
 			for name, sep := range smugglings {
 				before := len(h.ses.Requests())
 				r := h.raw("")
-				r.login("billing-app", testPassword)
-				r.cmd("MAIL FROM:<invoices@billing.example.com>")
-				r.cmd("RCPT TO:<a@example.org>")
-				if code, _ := r.cmd("DATA"); code != 354 {
+				r.Login("billing-app", testPassword)
+				r.Cmd("MAIL FROM:<invoices@billing.example.com>")
+				r.Cmd("RCPT TO:<a@example.org>")
+				if code, _ := r.Cmd("DATA"); code != 354 {
 					t.Fatalf("%s: DATA %d", name, code)
 				}
-				r.write("From: <invoices@billing.example.com>\r\nTo: a@example.org\r\nSubject: first\r\n\r\nfirst body" + sep +
+				r.Write("From: <invoices@billing.example.com>\r\nTo: a@example.org\r\nSubject: first\r\n\r\nfirst body" + sep +
 					"MAIL FROM:<invoices@billing.example.com>\r\n" +
 					"RCPT TO:<victim@example.net>\r\n" +
 					"DATA\r\n" +
 					"From: <invoices@billing.example.com>\r\nTo: victim@example.net\r\nSubject: smuggled\r\n\r\nsmuggled body\r\n" +
 					".\r\n")
-				code, msg := r.read()
+				code, msg := r.Read()
 				want := 250
 				if mode == "reject" {
 					want = 554
@@ -1044,7 +761,7 @@ func TestSmugglingNeverSplitsData(t *testing.T) {
 					t.Fatalf("%s: end of DATA %d %s, want %d", name, code, msg, want)
 				}
 				// The next reply must be QUIT's: no smuggled command ran.
-				if code, msg := r.cmd("QUIT"); code != 221 {
+				if code, msg := r.Cmd("QUIT"); code != 221 {
 					t.Fatalf("%s: reply to QUIT %d %s: the smuggled transaction was processed", name, code, msg)
 				}
 				reqs := h.ses.Requests()[before:]

@@ -1,13 +1,13 @@
 package relay_test
 
 import (
-	"bufio"
 	"crypto/tls"
 	"encoding/base64"
-	"net/textproto"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sesrelay/sesrelay/relay/smtptest"
 )
 
 // TestShutdownReplyText: idle connections cut by a shutdown are told so
@@ -17,36 +17,36 @@ func TestShutdownReplyText(t *testing.T) {
 	h := startHard(t, hardYAML, hOpts{})
 
 	authed := h.raw("")
-	authed.login("billing-app", testPassword)
+	authed.Login("billing-app", testPassword)
 	fresh := h.raw("") // greeted, no EHLO yet
 
 	// STARTTLS, then EHLO and AUTH over TLS.
 	conn := dialFrom(t, h.starttls, "")
 	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-	pre := &rawConn{t: t, c: conn, tp: textproto.NewReader(bufio.NewReader(conn))}
-	pre.read()
-	pre.cmd("EHLO client.test")
-	if code, msg := pre.cmd("STARTTLS"); code != 220 {
+	pre := smtptest.NewConn(t, conn)
+	pre.Read()
+	pre.Cmd("EHLO client.test")
+	if code, msg := pre.Cmd("STARTTLS"); code != 220 {
 		t.Fatalf("STARTTLS: %d %s", code, msg)
 	}
 	tc := tls.Client(conn, clientTLS)
 	if err := tc.Handshake(); err != nil {
 		t.Fatal(err)
 	}
-	secure := &rawConn{t: t, c: tc, tp: textproto.NewReader(bufio.NewReader(tc))}
-	secure.cmd("EHLO client.test")
+	secure := smtptest.NewConn(t, tc)
+	secure.Cmd("EHLO client.test")
 	ir := base64.StdEncoding.EncodeToString([]byte("\x00billing-app\x00" + testPassword))
-	if code, msg := secure.cmd("AUTH PLAIN " + ir); code != 235 {
+	if code, msg := secure.Cmd("AUTH PLAIN " + ir); code != 235 {
 		t.Fatalf("AUTH over TLS: %d %s", code, msg)
 	}
 
 	go h.stop() // SIGTERM
 	for name, c := range map[string]*rawConn{"authenticated": authed, "before EHLO": fresh, "TLS": secure} {
-		code, msg := c.read()
+		code, msg := c.Read()
 		if code != 421 || !strings.HasPrefix(msg, "4.3.2 ") || !strings.Contains(strings.ToLower(msg), "shutting down") {
 			t.Errorf("%s: %d %q, want 421 4.3.2 ... shutting down", name, code, msg)
 		}
-		if code, msg := c.read(); code != -1 {
+		if code, msg := c.Read(); code != -1 {
 			t.Errorf("%s: not closed after the 421: %d %s", name, code, msg)
 		}
 	}
@@ -58,19 +58,19 @@ func TestShutdownReplyText(t *testing.T) {
 func TestDataTimeoutReply(t *testing.T) {
 	h := startHard(t, strings.Replace(hardYAML, "shutdown_timeout: 5s", "shutdown_timeout: 5s\n  data_timeout: 300ms\n  read_timeout: 5s", 1), hOpts{})
 	r := h.raw("")
-	r.login("billing-app", testPassword)
-	r.cmd("MAIL FROM:<invoices@billing.example.com>")
-	r.cmd("RCPT TO:<a@example.org>")
-	if code, _ := r.cmd("DATA"); code != 354 {
+	r.Login("billing-app", testPassword)
+	r.Cmd("MAIL FROM:<invoices@billing.example.com>")
+	r.Cmd("RCPT TO:<a@example.org>")
+	if code, _ := r.Cmd("DATA"); code != 354 {
 		t.Fatal("DATA refused")
 	}
-	r.write("From: <invoices@billing.example.com>\r\n")
+	r.Write("From: <invoices@billing.example.com>\r\n")
 	// Nothing more: the upload outlives data_timeout.
-	code, msg := r.read()
+	code, msg := r.Read()
 	if code != 421 || !strings.HasPrefix(msg, "4.4.2 ") {
 		t.Fatalf("reply to a timed-out DATA: %d %q, want 421 4.4.2", code, msg)
 	}
-	if code, msg := r.read(); code != -1 {
+	if code, msg := r.Read(); code != -1 {
 		t.Fatalf("second reply %d %q: the connection must close after the 421", code, msg)
 	}
 	if h.ses.Calls() != 0 {
