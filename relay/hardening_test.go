@@ -6,99 +6,9 @@ package relay_test
 
 import (
 	"bytes"
-	"io"
-	"net"
 	"strings"
 	"testing"
-	"time"
 )
-
-func TestShutdownCompletesDataAndClosesIdle(t *testing.T) {
-	h := startHard(t, hardYAML, hOpts{})
-	idle := h.raw("")
-	idle.Login("marketing-app", testPassword)
-
-	busy := h.raw("")
-	busy.Login("billing-app", testPassword)
-	for _, line := range []string{"MAIL FROM:<invoices@billing.example.com>", "RCPT TO:<a@example.org>"} {
-		if code, msg := busy.Cmd(line); code != 250 {
-			t.Fatalf("%s: %d %s", line, code, msg)
-		}
-	}
-	if code, msg := busy.Cmd("DATA"); code != 354 {
-		t.Fatalf("DATA: %d %s", code, msg)
-	}
-	busy.Write("From: Billing <invoices@billing.example.com>\r\nTo: a@example.org\r\n")
-
-	stopped := make(chan time.Duration, 1)
-	go func() { stopped <- h.stop() }() // SIGTERM while the message is in DATA
-
-	// The idle session is told 421 and closed.
-	if code, msg := idle.Read(); code != 421 {
-		t.Fatalf("idle session: %d %s", code, msg)
-	}
-	if code, _ := idle.Read(); code != -1 {
-		t.Fatal("idle session not closed")
-	}
-	// New connections are refused.
-	if c, err := net.DialTimeout("tcp", h.plain, time.Second); err == nil {
-		c.SetReadDeadline(time.Now().Add(time.Second))
-		b, _ := io.ReadAll(c)
-		c.Close()
-		if len(b) > 0 {
-			t.Fatalf("a new connection was served during shutdown: %q", b)
-		}
-	}
-	select {
-	case <-stopped:
-		t.Fatal("shutdown did not wait for the message in DATA")
-	case <-time.After(300 * time.Millisecond):
-	}
-	// The message in DATA completes and is acknowledged, then the
-	// connection closes.
-	busy.Write("Subject: in flight\r\n\r\nHello.\r\n.\r\n")
-	if code, msg := busy.Read(); code != 250 {
-		t.Fatalf("message in DATA during shutdown: %d %s", code, msg)
-	}
-	if code, _ := busy.Read(); code != -1 {
-		t.Fatal("busy session not closed after its reply")
-	}
-	select {
-	case d := <-stopped:
-		t.Logf("stopped %v after SIGTERM", d)
-	case <-time.After(5 * time.Second):
-		t.Fatal("shutdown did not end")
-	}
-	if h.err != nil {
-		t.Fatalf("Serve: %v", h.err)
-	}
-	if n := len(h.ses.Requests()); n != 1 {
-		t.Fatalf("SES got %d messages", n)
-	}
-}
-
-func TestShutdownTimeout(t *testing.T) {
-	h := startHard(t, strings.Replace(hardYAML, "shutdown_timeout: 5s", "shutdown_timeout: 700ms", 1), hOpts{})
-	stuck := h.raw("")
-	stuck.Login("billing-app", testPassword)
-	stuck.Cmd("MAIL FROM:<invoices@billing.example.com>")
-	stuck.Cmd("RCPT TO:<a@example.org>")
-	stuck.Cmd("DATA")
-	stuck.Write("Subject: never ends\r\n")
-	d := h.stop()
-	if d > 2*time.Second {
-		t.Fatalf("shutdown took %v, shutdown_timeout 700ms", d)
-	}
-	if h.err == nil {
-		t.Fatal("Serve reported no connection closed at the deadline")
-	}
-	if code, _ := stuck.Read(); code == 250 {
-		t.Fatal("250 for an unfinished message")
-	}
-	if h.ses.Calls() != 0 {
-		t.Fatal("SES called for an unfinished message")
-	}
-}
 
 // smugglings end DATA with an end-of-data sequence a lenient server might
 // take for <CRLF>.<CRLF>, followed by a second transaction.
