@@ -1,8 +1,7 @@
 package relay_test
 
-// Production hardening over real SMTP and the real SES client against the
-// local stand-in: SES faults and retries, rate limits, AUTH brute force,
-// connection limits, reload, graceful shutdown and SMTP smuggling.
+// Bare newlines and SMTP smuggling: no end-of-data look-alike splits one
+// DATA into two transactions.
 
 import (
 	"bytes"
