@@ -138,6 +138,10 @@ type hOpts struct {
 	fixed bool
 	// fastBackoff shortens the SES retry backoff to milliseconds.
 	fastBackoff bool
+	// options, if set, completes the relay options (stores, metrics)
+	// before the server is built. Cleanups it registers run after the
+	// relay stopped.
+	options func(cfg *config.Config, ro *relay.Options)
 }
 
 func testConfig(t *testing.T, yaml string) *config.Config {
@@ -194,6 +198,9 @@ func startWith(t *testing.T, yaml string, o hOpts) *harness {
 	if o.fixed {
 		ro.Now = func() time.Time { return testNow }
 		ro.NewID = func() string { return "0123456789abcdef" }
+	}
+	if o.options != nil {
+		o.options(cfg, &ro)
 	}
 	srv, err := relay.NewServer(cfg, ro)
 	if err != nil {
