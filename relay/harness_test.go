@@ -142,6 +142,10 @@ type hOpts struct {
 	// before the server is built. Cleanups it registers run after the
 	// relay stopped.
 	options func(cfg *config.Config, ro *relay.Options)
+	// built, if set, runs after the server is built and before it
+	// listens, with the sender it was given (the rate limiter when limits
+	// is set). Cleanups it registers run after the relay stopped.
+	built func(cfg *config.Config, srv *relay.Server, sender relay.Sender)
 }
 
 func testConfig(t *testing.T, yaml string) *config.Config {
@@ -205,6 +209,9 @@ func startWith(t *testing.T, yaml string, o hOpts) *harness {
 	srv, err := relay.NewServer(cfg, ro)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.built != nil {
+		o.built(cfg, srv, sender)
 	}
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
