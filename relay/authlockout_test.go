@@ -46,7 +46,7 @@ func TestAuthLockoutKnownAddressKeepsWorking(t *testing.T) {
 	if err := c.Auth(sasl.NewPlainClient("", "billing-app", testPassword)); err != nil {
 		t.Fatalf("known address after its own failure, during the attack: %v", err)
 	}
-	if err := sendMsg(c, "invoices@billing.example.com", []string{"a@example.org"}, billingMsg); err != nil {
+	if err := sendMsg(c, "invoices@billing.example.com", []string{"a@example.org"}, simpleMsg); err != nil {
 		t.Fatal(err)
 	}
 	h.client("127.0.0.2", "billing-app", testPassword)

@@ -93,15 +93,15 @@ const wantCRLF = "Subject: dots\r\n\r\n.NET line\r\n...\r\n.\r\nend\r\n"
 func TestUnstuffAfterBareLF(t *testing.T) {
 	h := startHard(t, hardYAML, hOpts{}) // bare_newlines: normalize (default)
 	r := h.raw("")
-	r.login("billing-app", testPassword)
-	r.cmd("MAIL FROM:<invoices@billing.example.com>")
-	r.cmd("RCPT TO:<a@example.org>")
-	if code, _ := r.cmd("DATA"); code != 354 {
+	r.Login("billing-app", testPassword)
+	r.Cmd("MAIL FROM:<invoices@billing.example.com>")
+	r.Cmd("RCPT TO:<a@example.org>")
+	if code, _ := r.Cmd("DATA"); code != 354 {
 		t.Fatal("DATA refused")
 	}
 	stuffed := strings.ReplaceAll(lfMessage, "\n.", "\n..")
-	r.write(stuffed + "\r\n.\r\n")
-	if code, msg := r.read(); code != 250 {
+	r.Write(stuffed + "\r\n.\r\n")
+	if code, msg := r.Read(); code != 250 {
 		t.Fatalf("end of DATA: %d %s", code, msg)
 	}
 	reqs := h.ses.Requests()
@@ -109,11 +109,11 @@ func TestUnstuffAfterBareLF(t *testing.T) {
 		t.Fatalf("SES got %q, want it to contain %q", reqs[0].Raw, wantCRLF)
 	}
 	// A dot after CRLF was unstuffed by go-smtp already: not twice.
-	r.cmd("MAIL FROM:<invoices@billing.example.com>")
-	r.cmd("RCPT TO:<a@example.org>")
-	r.cmd("DATA")
-	r.write("From: <invoices@billing.example.com>\r\nTo: a@example.org\r\nSubject: crlf\r\n\r\n..NET\r\n.\r\n")
-	if code, msg := r.read(); code != 250 {
+	r.Cmd("MAIL FROM:<invoices@billing.example.com>")
+	r.Cmd("RCPT TO:<a@example.org>")
+	r.Cmd("DATA")
+	r.Write("From: <invoices@billing.example.com>\r\nTo: a@example.org\r\nSubject: crlf\r\n\r\n..NET\r\n.\r\n")
+	if code, msg := r.Read(); code != 250 {
 		t.Fatalf("end of DATA: %d %s", code, msg)
 	}
 	if reqs := h.ses.Requests(); len(reqs) != 2 || !bytes.HasSuffix(reqs[1].Raw, []byte("\r\n\r\n.NET\r\n")) {

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -24,7 +22,6 @@ import (
 	"github.com/sesrelay/sesrelay/headers"
 	"github.com/sesrelay/sesrelay/queue"
 	"github.com/sesrelay/sesrelay/relay"
-	"github.com/sesrelay/sesrelay/relay/ses"
 	"github.com/sesrelay/sesrelay/relay/sestest"
 )
 
@@ -84,49 +81,37 @@ func startQueued(t *testing.T, o qOpts) *qHarness {
 	}
 	y = strings.ReplaceAll(y, "MODE", o.mode)
 	y = strings.ReplaceAll(y, "QDIR", fmt.Sprintf("%q", h.dir))
-	cfg := testConfig(t, y)
-	h.ses = sestest.New()
-	h.ses.Respond = o.respond
-	t.Cleanup(h.ses.Close)
-	opts := ses.OptionsFromConfig(&cfg.SES)
-	opts.Endpoint = h.ses.URL
-	opts.AWSConfig = &aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")}
-	sender, err := ses.New(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := func() time.Time { return time.Now().Add(time.Duration(h.clock.Load())) }
 	log := zaptest.NewLogger(t)
 	if o.quiet {
 		log = zap.NewNop()
 	}
-	h.q, err = queue.Open(h.dir, queue.Options{Limits: o.limits, Logger: log, Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.q.Close() })
-	limiter := relay.RateLimited(sender, relay.RateLimits{})
-	h.srv, err = relay.NewServer(cfg, relay.Options{Sender: limiter, Logger: log, Now: now, Queue: h.q})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.runner = h.q.NewRunner(queue.RunnerOptions{
-		Deliverer: h.srv.QueueDeliverer(limiter.Next()), Classify: relay.QueueClassify, Limiter: limiter,
-		Workers: 2, MinBackoff: cfg.Queue.MinBackoff, MaxBackoff: cfg.Queue.MaxBackoff, MaxAge: cfg.Queue.MaxAge,
-		OnDead: h.srv.QueueDSN(h.q),
+	base := startWith(t, y, hOpts{
+		limits: func(*config.Config) relay.RateLimits { return relay.RateLimits{} },
+		options: func(_ *config.Config, ro *relay.Options) {
+			var err error
+			h.q, err = queue.Open(h.dir, queue.Options{Limits: o.limits, Logger: log, Now: now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { h.q.Close() })
+			ro.Logger, ro.Now, ro.Queue = log, now, h.q
+		},
+		built: func(cfg *config.Config, srv *relay.Server, sender relay.Sender) {
+			limiter := sender.(*relay.RateLimiter)
+			h.runner = h.q.NewRunner(queue.RunnerOptions{
+				Deliverer: srv.QueueDeliverer(limiter.Next()), Classify: relay.QueueClassify, Limiter: limiter,
+				Workers: 2, MinBackoff: cfg.Queue.MinBackoff, MaxBackoff: cfg.Queue.MaxBackoff, MaxAge: cfg.Queue.MaxAge,
+				OnDead: srv.QueueDSN(h.q),
+			})
+			if !o.norun {
+				h.runner.Start()
+				t.Cleanup(func() { h.runner.Stop(context.Background()) })
+			}
+		},
 	})
-	if !o.norun {
-		h.runner.Start()
-		t.Cleanup(func() { h.runner.Stop(context.Background()) })
-	}
-	if err := h.srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = h.srv.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	h.addr = h.srv.Addrs()[0].String()
+	h.srv, h.ses, h.addr = base.srv, base.ses, base.plain
+	h.ses.Respond = o.respond
 	return h
 }
 

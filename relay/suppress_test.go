@@ -7,19 +7,14 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.uber.org/zap/zaptest"
 
+	"github.com/sesrelay/sesrelay/config"
 	"github.com/sesrelay/sesrelay/headers"
 	"github.com/sesrelay/sesrelay/relay"
-	"github.com/sesrelay/sesrelay/relay/ses"
-	"github.com/sesrelay/sesrelay/relay/sestest"
 	"github.com/sesrelay/sesrelay/suppression"
 )
 
@@ -71,36 +66,20 @@ func startSuppress(t *testing.T) *suppressHarness {
 	if err := os.WriteFile(secretFile, []byte(unsubSecret), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := testConfig(t, strings.NewReplacer("SUPPDIR", filepath.Join(dir, "supp"), "SECRETFILE", secretFile).Replace(suppressYAML))
-	store, err := suppression.Open(context.Background(), cfg.Suppression, suppression.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stub := sestest.New()
-	t.Cleanup(stub.Close)
-	opts := ses.OptionsFromConfig(&cfg.SES)
-	opts.Endpoint = stub.URL
-	opts.AWSConfig = &aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")}
-	sender, err := ses.New(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	yaml := strings.NewReplacer("SUPPDIR", filepath.Join(dir, "supp"), "SECRETFILE", secretFile).Replace(suppressYAML)
+	var store suppression.Store
 	m := relay.NewMetrics(nil)
-	srv, err := relay.NewServer(cfg, relay.Options{Sender: sender, Logger: zaptest.NewLogger(t), Metrics: m, Suppressions: store,
-		Now: func() time.Time { return testNow }, NewID: func() string { return "0123456789abcdef" }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(ctx) }()
-	// The store closes after the relay stopped (the daemon's order).
-	t.Cleanup(func() { store.Close() })
-	t.Cleanup(func() { cancel(); <-done })
-	return &suppressHarness{harness: &harness{t: t, srv: srv, ses: stub, starttls: srv.Addrs()[0].String()}, store: store, metrics: m}
+	h := startWith(t, yaml, hOpts{fixed: true, options: func(cfg *config.Config, ro *relay.Options) {
+		var err error
+		store, err = suppression.Open(context.Background(), cfg.Suppression, suppression.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The store closes after the relay stopped (the daemon's order).
+		t.Cleanup(func() { store.Close() })
+		ro.Metrics, ro.Suppressions = m, store
+	}})
+	return &suppressHarness{harness: h, store: store, metrics: m}
 }
 
 func (h *suppressHarness) unsubscribe(tenant, list, rcpt string) {

@@ -1,6 +1,7 @@
 // Package smtptest holds what tests that speak SMTP to a relay share: the
-// test credential, a client TLS configuration for self-signed listeners, a
-// transaction helper and the reply assertion.
+// test credential and message, a client TLS configuration for self-signed
+// listeners, dial helpers (a source address, STARTTLS, AUTH), a raw
+// byte-level connection, a transaction helper and the reply assertion.
 package smtptest
 
 import (
