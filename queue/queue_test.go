@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -77,11 +78,16 @@ func TestEnqueueStoresBodyOnceAndShowReadsIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := slices.Concat(m.Requests[0].Header, m.Requests[1].Header, m.Body)
-	if !bytes.Equal(data, want) {
-		t.Fatalf("data file = %q, want both header blocks then the body once: %q", data, want)
+	line, payload, _ := bytes.Cut(data, []byte("\n"))
+	var lm Entry
+	if err := json.Unmarshal(line, &lm); err != nil || lm.ID != e.ID || lm.Seq != 1 || lm.Version != metaVersion || len(lm.Requests) != 2 {
+		t.Fatalf("data file's meta line %q: %+v, %v", line, lm, err)
 	}
-	if got := dirNames(t, filepath.Join(dir, activeDir)); !slices.Equal(got, []string{e.ID + dataSuffix, e.ID + metaSuffix}) {
+	want := slices.Concat(m.Requests[0].Header, m.Requests[1].Header, m.Body)
+	if !bytes.Equal(payload, want) {
+		t.Fatalf("data file after the meta line = %q, want both header blocks then the body once: %q", payload, want)
+	}
+	if got := dirNames(t, filepath.Join(dir, activeDir)); !slices.Equal(got, []string{e.ID + dataSuffix}) {
 		t.Fatalf("active/ = %v", got)
 	}
 	if got := dirNames(t, filepath.Join(dir, incomingDir)); len(got) != 0 {
@@ -199,19 +205,25 @@ func TestOpenRemovesHalfWrittenEntries(t *testing.T) {
 		}
 	}
 	write(filepath.Join(dir, incomingDir, "tmp-123"), "partial")
-	write(filepath.Join(act, "aaaa"+dataSuffix), "data without meta")
-	meta, _ := os.ReadFile(filepath.Join(act, keep.ID+metaSuffix))
-	write(filepath.Join(act, "bbbb"+metaSuffix), strings.ReplaceAll(string(meta), keep.ID, "bbbb"))
+	// A move to dead/ cut after the link: the active copy stays.
+	if err := os.Link(filepath.Join(act, keep.ID+dataSuffix), filepath.Join(dir, deadDir, keep.ID+dataSuffix)); err != nil {
+		t.Fatal(err)
+	}
+	// A removal cut after the data file went: the meta file is a leftover.
+	line, _, _ := strings.Cut(string(must(os.ReadFile(filepath.Join(act, keep.ID+dataSuffix)))), "\n")
+	write(filepath.Join(act, "bbbb"+metaSuffix), strings.ReplaceAll(line, keep.ID, "bbbb"))
 
 	q2 := openTest(t, dir, Options{})
 	if l := q2.List(""); len(l) != 1 || l[0].ID != keep.ID {
 		t.Fatalf("List = %v", l)
 	}
-	if got := dirNames(t, act); !slices.Equal(got, []string{keep.ID + dataSuffix, keep.ID + metaSuffix}) {
+	if got := dirNames(t, act); !slices.Equal(got, []string{keep.ID + dataSuffix}) {
 		t.Errorf("active/ = %v", got)
 	}
-	if got := dirNames(t, filepath.Join(dir, incomingDir)); len(got) != 0 {
-		t.Errorf("incoming/ = %v", got)
+	for _, d := range []string{incomingDir, deadDir} {
+		if got := dirNames(t, filepath.Join(dir, d)); len(got) != 0 {
+			t.Errorf("%s/ = %v", d, got)
+		}
 	}
 }
 
@@ -229,7 +241,7 @@ func TestOpenSkipsCorruptEntries(t *testing.T) {
 	if l := q2.List(""); len(l) != 0 {
 		t.Fatalf("corrupt entries listed: %v", l)
 	}
-	if got := dirNames(t, filepath.Join(dir, activeDir)); len(got) != 4 {
+	if got := dirNames(t, filepath.Join(dir, activeDir)); len(got) != 3 {
 		t.Errorf("corrupt files deleted: %v", got)
 	}
 }
@@ -242,7 +254,7 @@ func TestShowDetectsChangedData(t *testing.T) {
 	e, _ := q.Enqueue(testMessage("acme", "a@x.example"))
 	p := filepath.Join(dir, activeDir, e.ID+dataSuffix)
 	b, _ := os.ReadFile(p)
-	b[0] ^= 1
+	b[len(b)-1] ^= 1
 	os.WriteFile(p, b, 0o600)
 	if _, err := q.Show(e.ID); err == nil || !strings.Contains(err.Error(), "sha256") {
 		t.Fatalf("Show of altered data: %v", err)
@@ -343,7 +355,6 @@ func TestWriteFailureLeavesNothing(t *testing.T) {
 		suffix string
 	}{
 		{opCreate, dataSuffix}, {opWrite, dataSuffix}, {opSync, dataSuffix}, {opRename, dataSuffix},
-		{opCreate, metaSuffix}, {opWrite, metaSuffix}, {opSync, metaSuffix}, {opRename, metaSuffix},
 		{opSyncDir, ""},
 	}
 	for _, s := range steps {
@@ -625,4 +636,11 @@ func TestEnqueueNeverReusesAnID(t *testing.T) {
 	if n, _ := q.Usage(""); n != 1 {
 		t.Errorf("usage %d", n)
 	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
