@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -643,4 +644,129 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestGroupCommitSharesDirectoryFsync: Enqueue calls running together
+// share directory fsyncs (fewer fsyncs of active/ than messages), every
+// one still returns only after an fsync that started after its rename,
+// and a failing shared fsync fails every Enqueue of its batch and leaves
+// none of their files.
+func TestGroupCommitSharesDirectoryFsync(t *testing.T) {
+	const n = 16
+	var mu sync.Mutex
+	syncs, fail := 0, false
+	dir := t.TempDir()
+	q := openTest(t, dir, Options{fault: func(op writeOp, path string) error {
+		if op != opSyncDir || !strings.HasSuffix(path, activeDir) {
+			return nil
+		}
+		mu.Lock()
+		syncs++
+		f := fail
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond) // a slow disk: the next callers queue up
+		if f {
+			return syscall.EIO
+		}
+		return nil
+	}})
+	mu.Lock()
+	syncs = 0
+	mu.Unlock()
+	run := func() []error {
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = q.Enqueue(testMessage("acme", "a@x.example"))
+			}()
+		}
+		wg.Wait()
+		return errs
+	}
+	for _, err := range run() {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	got := syncs
+	mu.Unlock()
+	if got < 1 || got >= n {
+		t.Errorf("%d directory fsyncs for %d concurrent Enqueue calls, want shared (1..%d)", got, n, n-1)
+	}
+	if l := q.List(""); len(l) != n {
+		t.Fatalf("%d entries listed", len(l))
+	}
+
+	mu.Lock()
+	fail = true
+	mu.Unlock()
+	for i, err := range run() {
+		if !errors.Is(err, ErrWrite) || !errors.Is(err, syscall.EIO) {
+			t.Errorf("Enqueue %d with a failing fsync: %v", i, err)
+		}
+	}
+	if got := dirNames(t, filepath.Join(dir, activeDir)); len(got) != n {
+		t.Errorf("active/ has %d files after the failed batch, want the %d of the first", len(got), n)
+	}
+	if m, _ := q.Usage(""); m != n {
+		t.Errorf("%d messages counted", m)
+	}
+}
+
+// TestRemovalCutAfterDataFile: a delivered entry whose removal stopped
+// after its data file went is gone at the next start (its meta file, with
+// the accepted requests, is never taken for a pending entry).
+func TestRemovalCutAfterDataFile(t *testing.T) {
+	dir := t.TempDir()
+	q := openTest(t, dir, Options{})
+	e, err := q.Enqueue(testMessage("acme", "a@x.example", "b@x.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Requests[0].State = Accepted
+	if err := q.update(e); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	if err := os.Remove(filepath.Join(dir, activeDir, e.ID+dataSuffix)); err != nil {
+		t.Fatal(err)
+	}
+	q2 := openTest(t, dir, Options{})
+	if l := q2.List(""); len(l) != 0 {
+		t.Fatalf("List = %+v", l)
+	}
+	if got := dirNames(t, filepath.Join(dir, activeDir)); len(got) != 0 {
+		t.Errorf("active/ = %v", got)
+	}
+}
+
+// TestMetaFileSupersedesMetaLine: after a state change the meta file, not
+// the data file's initial line, is what a restart loads.
+func TestMetaFileSupersedesMetaLine(t *testing.T) {
+	dir := t.TempDir()
+	q := openTest(t, dir, Options{})
+	e, err := q.Enqueue(testMessage("acme", "a@x.example", "b@x.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Requests[0].State, e.Requests[0].SESMessageID = Accepted, "ses-1"
+	if err := q.update(e); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	q2 := openTest(t, dir, Options{})
+	s, err := q2.Show(e.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Requests[0].State != Accepted || s.Requests[0].SESMessageID != "ses-1" || s.Requests[1].State != Pending {
+		t.Fatalf("loaded %+v", s.Requests)
+	}
+	if !bytes.Equal(s.Message(1), slices.Concat(e.Requests[1].Header, e.Body())) {
+		t.Errorf("Message(1) = %q", s.Message(1))
+	}
 }
