@@ -205,8 +205,8 @@ func TestCrashDuringEnqueue(t *testing.T) {
 			t.Errorf("message %s (%s) was acknowledged and is lost", id, tag)
 		}
 	}
-	if n := dirNames(t, filepath.Join(dir, activeDir)); len(n) != 2*len(listed) {
-		t.Errorf("active/ has %d files for %d entries", len(n), len(listed))
+	if n := dirNames(t, filepath.Join(dir, activeDir)); len(n) != len(listed) {
+		t.Errorf("active/ has %d files for %d entries (one data file each)", len(n), len(listed))
 	}
 	if n := dirNames(t, filepath.Join(dir, incomingDir)); len(n) != 0 {
 		t.Errorf("incoming/ after Open: %v", n)

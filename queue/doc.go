@@ -11,28 +11,35 @@
 // recipients: a shared body and, per SES request, that request's
 // recipients and header block (a per-recipient send has one request per
 // recipient, each with its own unsubscribe token and DKIM signature, over
-// one body). On disk an entry is two files named by its id:
+// one body). On disk an entry is one or two files named by its id:
 //
 //	dir/lock             flock held by the one process using dir
 //	dir/incoming/        temporary files; all removed by Open
-//	dir/active/ID.data   every header block, then the body (immutable)
-//	dir/active/ID.meta   JSON: tenant, sender, SES parameters, sizes,
-//	                     sha256 of the data, attempts, per-request state
+//	dir/active/ID.data   a meta line (JSON: tenant, sender, SES parameters,
+//	                     sizes, sha256 of the rest, per-request state, as
+//	                     accepted), then every header block, then the body
+//	                     (immutable)
+//	dir/active/ID.meta   the current meta, once it changed after acceptance
 //	dir/dead/ID.{data,meta}  entries given up, until requeued or deleted
 //
-// Enqueue writes the data file, then the meta file, each through incoming/
-// (write, fsync, rename into active/), then fsyncs active/; only then does
-// it return, and only then may the caller answer 250. The meta file's
-// presence is the commit point: Open deletes a data file without its meta
-// file and a meta file without its data file (a crash before Enqueue
-// returned). Every later change of an entry (attempts, a request accepted
-// by SES, the next attempt) rewrites the meta file the same way, so a
-// reader sees the old or the new state, never a mix.
+// Enqueue writes the data file through incoming/ (write, fsync, rename
+// into active/), then waits for an fsync of active/ that started after
+// its rename; only then does it return, and only then may the caller
+// answer 250. Concurrent Enqueue calls share that directory fsync (group
+// commit, dirCommit). The data file's presence in active/ is the commit
+// point: it is complete before its rename, so there is no half entry. Every
+// later change of an entry (attempts, a request accepted by SES, the next
+// attempt) writes the meta file the same way, so a reader sees the old or
+// the new state, never a mix; a meta file supersedes the data file's meta
+// line. A removal deletes the data file first, then the meta file, so an
+// interrupted removal leaves a meta file without data (removed by Open),
+// never the acceptance state alone.
 //
 // Moving an entry between active/ and dead/ hard-links the data file into
 // the destination, writes the meta file there, then removes the source
-// pair; if a crash leaves a complete copy in both, the meta file with the
-// higher Seq wins.
+// pair; if a crash leaves a complete copy in both, the one with the higher
+// Seq wins, and a data file in dead/ without its meta file is a move cut
+// short (removed by Open: the active copy is complete).
 //
 // # Delivery and the at-least-once guarantee
 //

@@ -85,9 +85,10 @@ type Entry struct {
 	Requests []Request `json:"requests"`
 
 	BodySize int64 `json:"body_size"`
-	// Size is the data file: every header block and the body.
+	// Size is the payload of the data file: every header block and the
+	// body (without the meta line).
 	Size int64 `json:"size"`
-	// SHA256 is the hex digest of the data file, checked before sending.
+	// SHA256 is the hex digest of that payload, checked before sending.
 	SHA256 string `json:"sha256"`
 
 	// Version is the meta file format; Seq grows with every write of the
@@ -97,6 +98,9 @@ type Entry struct {
 	Seq     uint64 `json:"seq"`
 
 	body []byte
+	// off is where the header blocks start in the data file: after the
+	// meta line (format 2), 0 in format 1.
+	off int64
 }
 
 // Reasons an entry is dead.
@@ -106,7 +110,10 @@ const (
 	DeadUnreadable = "unreadable" // the data file does not match its checksum
 )
 
-const metaVersion = 1
+// metaVersion 2: the data file starts with the entry's initial meta on
+// one line. Format 1 entries (data file without it, meta file always
+// present) are still read.
+const metaVersion = 2
 
 // Body is the shared body, or nil when the data was not loaded.
 func (e *Entry) Body() []byte { return e.body }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -143,4 +144,57 @@ func trimNL(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
+}
+
+// dirCommit shares one directory fsync among concurrent callers (group
+// commit). A caller's rename or removal is done before it calls sync; it
+// joins the batch that has not started its fsync yet, and returns when an
+// fsync that started after its call has finished. So every caller still
+// waits for a directory fsync that covers its own change, but N callers
+// arriving together pay for one or two fsyncs instead of N.
+type dirCommit struct {
+	q   *Queue
+	dir string
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	running bool         // an fsync is in progress
+	next    *commitBatch // callers waiting for the next fsync
+}
+
+type commitBatch struct {
+	done bool
+	err  error
+}
+
+func newDirCommit(q *Queue, dir string) *dirCommit {
+	c := &dirCommit{q: q, dir: dir}
+	c.cond = sync.NewCond(&c.mu)
+	return c
+}
+
+// sync returns once an fsync of the directory that started after this
+// call has completed, with that fsync's error.
+func (c *dirCommit) sync() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.next == nil {
+		c.next = &commitBatch{}
+	}
+	b := c.next
+	for !b.done {
+		if c.running {
+			c.cond.Wait()
+			continue
+		}
+		// Lead the batch: everyone who joined it so far is covered by
+		// the fsync about to start; later callers form the next batch.
+		c.running, c.next = true, nil
+		c.mu.Unlock()
+		err := c.q.syncDir(c.dir)
+		c.mu.Lock()
+		b.done, b.err, c.running = true, err, false
+		c.cond.Broadcast()
+	}
+	return b.err
 }

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bufio"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
@@ -100,6 +101,10 @@ type Queue struct {
 	total        usage
 	dead         map[string]int // dead entries per tenant
 	wake         chan struct{}
+
+	// commits share directory fsyncs among concurrent writers:
+	// [0] active/, [1] dead/.
+	commits [2]*dirCommit
 }
 
 type item struct {
@@ -153,6 +158,8 @@ func Open(dir string, o Options) (*Queue, error) {
 	if q.newID == nil {
 		q.newID = newID
 	}
+	q.commits[0] = newDirCommit(q, q.dirOf(false))
+	q.commits[1] = newDirCommit(q, q.dirOf(true))
 	if q.m, err = newMetrics(q, o.Registerer); err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("queue: metrics: %w", err)
@@ -206,6 +213,15 @@ func (q *Queue) path(dead bool, id, suffix string) string {
 	return filepath.Join(q.dir, d, id+suffix)
 }
 
+// commitDir makes the renames and removals done so far in active/ or
+// dead/ durable, sharing the fsync with concurrent callers.
+func (q *Queue) commitDir(dead bool) error {
+	if dead {
+		return q.commits[1].sync()
+	}
+	return q.commits[0].sync()
+}
+
 func (q *Queue) dirOf(dead bool) string {
 	if dead {
 		return filepath.Join(q.dir, deadDir)
@@ -213,10 +229,11 @@ func (q *Queue) dirOf(dead bool) string {
 	return filepath.Join(q.dir, activeDir)
 }
 
-// Enqueue stores m durably: when it returns nil, the data and meta files
-// are written, fsynced, renamed into active/ and active/ is fsynced, so
-// the message survives a crash or a power loss and the caller may answer
-// 250. The error wraps ErrFull or ErrWrite (nothing was stored) or
+// Enqueue stores m durably: when it returns nil, its data file (the
+// initial meta line, the header blocks and the body) is written, fsynced,
+// renamed into active/ and active/ is fsynced (an fsync shared with the
+// Enqueue calls running at the same time), so the message survives a
+// crash or a power loss and the caller may answer 250. The error wraps ErrFull or ErrWrite (nothing was stored) or
 // describes a malformed Message. The returned entry has its data.
 func (q *Queue) Enqueue(m *Message) (*Entry, error) {
 	if m.Tenant == "" {
@@ -243,7 +260,7 @@ func (q *Queue) Enqueue(m *Message) (*Entry, error) {
 		e.Created = now
 	}
 	h := sha256.New()
-	chunks := make([][]byte, 0, len(m.Requests)+1)
+	chunks := make([][]byte, 1, len(m.Requests)+2) // [0]: the meta line
 	for i, r := range m.Requests {
 		if len(r.Recipients) == 0 {
 			return nil, fmt.Errorf("queue: request %d has no recipients", i)
@@ -277,7 +294,10 @@ func (q *Queue) Enqueue(m *Message) (*Entry, error) {
 	}
 	meta, err := json.Marshal(e)
 	if err == nil {
-		err = q.writeEntry(e, meta, chunks)
+		// JSON has no raw newline: the first newline ends the meta line.
+		chunks[0] = append(meta, '\n')
+		e.off = int64(len(chunks[0]))
+		err = q.writeEntry(e, chunks)
 	}
 	if err != nil {
 		q.unreserve(e.Tenant, e.Size)
@@ -313,19 +333,17 @@ func (q *Queue) freshID() (string, error) {
 	return "", errors.New("queue: no unused id after 10 tries")
 }
 
-// writeEntry writes the data file, then the meta file (whose presence
-// makes the entry exist), then fsyncs active/. On failure it removes both.
-func (q *Queue) writeEntry(e *Entry, meta []byte, chunks [][]byte) error {
-	data, mp := q.path(false, e.ID, dataSuffix), q.path(false, e.ID, metaSuffix)
+// writeEntry writes the data file, whose first line is the entry's
+// initial meta (its presence in active/ makes the entry exist), then
+// fsyncs active/ together with concurrent writers. One file fsync and a
+// share of one directory fsync per message. On failure it removes the file.
+func (q *Queue) writeEntry(e *Entry, chunks [][]byte) error {
+	data := q.path(false, e.ID, dataSuffix)
 	err := q.writeDurable(data, chunks...)
 	if err == nil {
-		err = q.writeDurable(mp, meta)
-	}
-	if err == nil {
-		err = q.syncDir(q.dirOf(false))
+		err = q.commitDir(false)
 	}
 	if err != nil {
-		os.Remove(mp)
 		os.Remove(data)
 	}
 	return err
@@ -398,11 +416,17 @@ func (q *Queue) poke() {
 	}
 }
 
-// load rebuilds the index from the directory. Rules, in the order writes
-// happen (data, then meta, then a directory fsync):
-//   - incoming/ holds only temporary files: all are removed;
-//   - a data file without its meta file, or a meta file without its data
-//     file, is an Enqueue that never returned: removed;
+// load rebuilds the index from the directory. An entry is its data file,
+// whose first line is its meta as Enqueue wrote it; a meta file next to
+// it, written by every later change, supersedes that line. Rules:
+//   - incoming/ holds only temporary files (an Enqueue that never
+//     returned): all are removed;
+//   - a data file in active/ without a meta file is an entry in its
+//     initial state;
+//   - a meta file without its data file is the rest of a removal (the data
+//     file goes first): removed; so is a data file in dead/ without a
+//     meta file (a move to dead/ interrupted before its meta file was
+//     written, the active copy is complete);
 //   - an entry complete in both active/ and dead/ is an interrupted move:
 //     the copy with the higher Seq wins, the other is removed;
 //   - a meta file that does not parse, or whose data file has the wrong
@@ -432,17 +456,17 @@ func (q *Queue) load() error {
 				datas[id] = true
 			}
 		}
-		for id := range datas {
-			if !metas[id] {
-				os.Remove(filepath.Join(dir, id+dataSuffix))
-			}
-		}
 		for id := range metas {
 			if !datas[id] {
 				os.Remove(filepath.Join(dir, id+metaSuffix))
+			}
+		}
+		for id := range datas {
+			if dead && !metas[id] {
+				os.Remove(filepath.Join(dir, id+dataSuffix))
 				continue
 			}
-			e, err := q.readMeta(dead, id)
+			e, err := q.readMeta(dead, id, metas[id])
 			if err != nil {
 				q.log.Error("queue entry unreadable, skipped", zap.String("id", id), zap.Error(err))
 				continue
@@ -494,24 +518,48 @@ func readDirNames(dir string) ([]string, error) {
 	return names, nil
 }
 
-func (q *Queue) readMeta(dead bool, id string) (*Entry, error) {
-	b, err := os.ReadFile(q.path(dead, id, metaSuffix))
+// readMeta reads entry id: its meta file when hasMeta, else the meta line
+// of its data file; and where the payload starts in the data file.
+func (q *Queue) readMeta(dead bool, id string, hasMeta bool) (*Entry, error) {
+	f, err := os.Open(q.path(dead, id, dataSuffix))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
 	e := &Entry{}
-	if err := json.Unmarshal(b, e); err != nil {
-		return nil, fmt.Errorf("meta file: %w", err)
+	what := "meta file"
+	if hasMeta {
+		b, err := os.ReadFile(q.path(dead, id, metaSuffix))
+		if err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(b, e); err != nil {
+			return nil, fmt.Errorf("meta file: %w", err)
+		}
 	}
-	if e.ID != id || e.Dead != dead || e.Version != metaVersion {
-		return nil, fmt.Errorf("meta file: id %q, dead %v, version %d do not match its place", e.ID, e.Dead, e.Version)
+	if !hasMeta || e.Version >= metaVersion {
+		// Format 2: the data file starts with the initial meta line.
+		line, err := bufio.NewReader(f).ReadBytes('\n')
+		if err != nil {
+			return nil, fmt.Errorf("data file: no meta line: %w", err)
+		}
+		if !hasMeta {
+			what = "data file's meta line"
+			if err := json.Unmarshal(line, e); err != nil {
+				return nil, fmt.Errorf("%s: %w", what, err)
+			}
+		}
+		e.off = int64(len(line))
 	}
-	st, err := os.Stat(q.path(dead, id, dataSuffix))
-	if err != nil {
-		return nil, err
+	if e.ID != id || e.Dead != dead || (e.Version != metaVersion && e.Version != 1) {
+		return nil, fmt.Errorf("%s: id %q, dead %v, version %d do not match its place", what, e.ID, e.Dead, e.Version)
 	}
-	if st.Size() != e.Size {
-		return nil, fmt.Errorf("data file has %d bytes, meta says %d", st.Size(), e.Size)
+	if st.Size() != e.off+e.Size {
+		return nil, fmt.Errorf("data file has %d bytes, meta says %d after a %d-byte meta line", st.Size(), e.Size, e.off)
 	}
 	return e, nil
 }
@@ -522,6 +570,10 @@ func (q *Queue) readData(e *Entry) error {
 	if err != nil {
 		return err
 	}
+	if e.off < 0 || e.off > int64(len(b)) {
+		return fmt.Errorf("data file of %s is shorter than its meta line", e.ID)
+	}
+	b = b[e.off:]
 	sum := sha256.Sum256(b)
 	if hex.EncodeToString(sum[:]) != e.SHA256 {
 		return fmt.Errorf("data file of %s does not match its sha256", e.ID)
@@ -543,7 +595,7 @@ func (q *Queue) writeMeta(e *Entry) error {
 	if err := q.writeDurable(q.path(e.Dead, e.ID, metaSuffix), b); err != nil {
 		return err
 	}
-	return q.syncDir(q.dirOf(e.Dead))
+	return q.commitDir(e.Dead)
 }
 
 // update persists e (a clone of an active or dead entry) and makes it the
@@ -595,16 +647,19 @@ func (q *Queue) move(e *Entry) error {
 	return nil
 }
 
-// removeFiles deletes an entry's meta file (the entry is gone from then
-// on), then its data file, then fsyncs the directory. A failure leaves at
-// worst a data file without meta, which load removes.
+// removeFiles deletes an entry's data file (the entry is gone from then
+// on), then its meta file, then fsyncs the directory (shared with
+// concurrent writers). The data file goes first: alone, it would be the
+// entry in its initial state, with requests SES already accepted pending
+// again. A failure leaves at worst a meta file without data, which load
+// removes.
 func (q *Queue) removeFiles(dead bool, id string) error {
-	err := os.Remove(q.path(dead, id, metaSuffix))
+	err := os.Remove(q.path(dead, id, dataSuffix))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	os.Remove(q.path(dead, id, dataSuffix))
-	return q.syncDir(q.dirOf(dead))
+	os.Remove(q.path(dead, id, metaSuffix))
+	return q.commitDir(dead)
 }
 
 // forget drops a removed entry from the index and the counts.

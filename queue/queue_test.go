@@ -2,12 +2,14 @@ package queue
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -77,11 +79,16 @@ func TestEnqueueStoresBodyOnceAndShowReadsIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := slices.Concat(m.Requests[0].Header, m.Requests[1].Header, m.Body)
-	if !bytes.Equal(data, want) {
-		t.Fatalf("data file = %q, want both header blocks then the body once: %q", data, want)
+	line, payload, _ := bytes.Cut(data, []byte("\n"))
+	var lm Entry
+	if err := json.Unmarshal(line, &lm); err != nil || lm.ID != e.ID || lm.Seq != 1 || lm.Version != metaVersion || len(lm.Requests) != 2 {
+		t.Fatalf("data file's meta line %q: %+v, %v", line, lm, err)
 	}
-	if got := dirNames(t, filepath.Join(dir, activeDir)); !slices.Equal(got, []string{e.ID + dataSuffix, e.ID + metaSuffix}) {
+	want := slices.Concat(m.Requests[0].Header, m.Requests[1].Header, m.Body)
+	if !bytes.Equal(payload, want) {
+		t.Fatalf("data file after the meta line = %q, want both header blocks then the body once: %q", payload, want)
+	}
+	if got := dirNames(t, filepath.Join(dir, activeDir)); !slices.Equal(got, []string{e.ID + dataSuffix}) {
 		t.Fatalf("active/ = %v", got)
 	}
 	if got := dirNames(t, filepath.Join(dir, incomingDir)); len(got) != 0 {
@@ -199,19 +206,25 @@ func TestOpenRemovesHalfWrittenEntries(t *testing.T) {
 		}
 	}
 	write(filepath.Join(dir, incomingDir, "tmp-123"), "partial")
-	write(filepath.Join(act, "aaaa"+dataSuffix), "data without meta")
-	meta, _ := os.ReadFile(filepath.Join(act, keep.ID+metaSuffix))
-	write(filepath.Join(act, "bbbb"+metaSuffix), strings.ReplaceAll(string(meta), keep.ID, "bbbb"))
+	// A move to dead/ cut after the link: the active copy stays.
+	if err := os.Link(filepath.Join(act, keep.ID+dataSuffix), filepath.Join(dir, deadDir, keep.ID+dataSuffix)); err != nil {
+		t.Fatal(err)
+	}
+	// A removal cut after the data file went: the meta file is a leftover.
+	line, _, _ := strings.Cut(string(must(os.ReadFile(filepath.Join(act, keep.ID+dataSuffix)))), "\n")
+	write(filepath.Join(act, "bbbb"+metaSuffix), strings.ReplaceAll(line, keep.ID, "bbbb"))
 
 	q2 := openTest(t, dir, Options{})
 	if l := q2.List(""); len(l) != 1 || l[0].ID != keep.ID {
 		t.Fatalf("List = %v", l)
 	}
-	if got := dirNames(t, act); !slices.Equal(got, []string{keep.ID + dataSuffix, keep.ID + metaSuffix}) {
+	if got := dirNames(t, act); !slices.Equal(got, []string{keep.ID + dataSuffix}) {
 		t.Errorf("active/ = %v", got)
 	}
-	if got := dirNames(t, filepath.Join(dir, incomingDir)); len(got) != 0 {
-		t.Errorf("incoming/ = %v", got)
+	for _, d := range []string{incomingDir, deadDir} {
+		if got := dirNames(t, filepath.Join(dir, d)); len(got) != 0 {
+			t.Errorf("%s/ = %v", d, got)
+		}
 	}
 }
 
@@ -229,7 +242,7 @@ func TestOpenSkipsCorruptEntries(t *testing.T) {
 	if l := q2.List(""); len(l) != 0 {
 		t.Fatalf("corrupt entries listed: %v", l)
 	}
-	if got := dirNames(t, filepath.Join(dir, activeDir)); len(got) != 4 {
+	if got := dirNames(t, filepath.Join(dir, activeDir)); len(got) != 3 {
 		t.Errorf("corrupt files deleted: %v", got)
 	}
 }
@@ -242,7 +255,7 @@ func TestShowDetectsChangedData(t *testing.T) {
 	e, _ := q.Enqueue(testMessage("acme", "a@x.example"))
 	p := filepath.Join(dir, activeDir, e.ID+dataSuffix)
 	b, _ := os.ReadFile(p)
-	b[0] ^= 1
+	b[len(b)-1] ^= 1
 	os.WriteFile(p, b, 0o600)
 	if _, err := q.Show(e.ID); err == nil || !strings.Contains(err.Error(), "sha256") {
 		t.Fatalf("Show of altered data: %v", err)
@@ -343,7 +356,6 @@ func TestWriteFailureLeavesNothing(t *testing.T) {
 		suffix string
 	}{
 		{opCreate, dataSuffix}, {opWrite, dataSuffix}, {opSync, dataSuffix}, {opRename, dataSuffix},
-		{opCreate, metaSuffix}, {opWrite, metaSuffix}, {opSync, metaSuffix}, {opRename, metaSuffix},
 		{opSyncDir, ""},
 	}
 	for _, s := range steps {
@@ -624,5 +636,172 @@ func TestEnqueueNeverReusesAnID(t *testing.T) {
 	}
 	if n, _ := q.Usage(""); n != 1 {
 		t.Errorf("usage %d", n)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// TestGroupCommitSharesDirectoryFsync: Enqueue calls running together
+// share directory fsyncs (fewer fsyncs of active/ than messages), every
+// one still returns only after an fsync that started after its rename,
+// and a failing shared fsync fails every Enqueue of its batch and leaves
+// none of their files.
+func TestGroupCommitSharesDirectoryFsync(t *testing.T) {
+	const n = 16
+	var mu sync.Mutex
+	syncs, fail := 0, false
+	dir := t.TempDir()
+	q := openTest(t, dir, Options{fault: func(op writeOp, path string) error {
+		if op != opSyncDir || !strings.HasSuffix(path, activeDir) {
+			return nil
+		}
+		mu.Lock()
+		syncs++
+		f := fail
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond) // a slow disk: the next callers queue up
+		if f {
+			return syscall.EIO
+		}
+		return nil
+	}})
+	mu.Lock()
+	syncs = 0
+	mu.Unlock()
+	run := func() []error {
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = q.Enqueue(testMessage("acme", "a@x.example"))
+			}()
+		}
+		wg.Wait()
+		return errs
+	}
+	for _, err := range run() {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	got := syncs
+	mu.Unlock()
+	if got < 1 || got >= n {
+		t.Errorf("%d directory fsyncs for %d concurrent Enqueue calls, want shared (1..%d)", got, n, n-1)
+	}
+	if l := q.List(""); len(l) != n {
+		t.Fatalf("%d entries listed", len(l))
+	}
+
+	mu.Lock()
+	fail = true
+	mu.Unlock()
+	for i, err := range run() {
+		if !errors.Is(err, ErrWrite) || !errors.Is(err, syscall.EIO) {
+			t.Errorf("Enqueue %d with a failing fsync: %v", i, err)
+		}
+	}
+	if got := dirNames(t, filepath.Join(dir, activeDir)); len(got) != n {
+		t.Errorf("active/ has %d files after the failed batch, want the %d of the first", len(got), n)
+	}
+	if m, _ := q.Usage(""); m != n {
+		t.Errorf("%d messages counted", m)
+	}
+}
+
+// TestRemovalCutAfterDataFile: a delivered entry whose removal stopped
+// after its data file went is gone at the next start (its meta file, with
+// the accepted requests, is never taken for a pending entry).
+func TestRemovalCutAfterDataFile(t *testing.T) {
+	dir := t.TempDir()
+	q := openTest(t, dir, Options{})
+	e, err := q.Enqueue(testMessage("acme", "a@x.example", "b@x.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Requests[0].State = Accepted
+	if err := q.update(e); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	if err := os.Remove(filepath.Join(dir, activeDir, e.ID+dataSuffix)); err != nil {
+		t.Fatal(err)
+	}
+	q2 := openTest(t, dir, Options{})
+	if l := q2.List(""); len(l) != 0 {
+		t.Fatalf("List = %+v", l)
+	}
+	if got := dirNames(t, filepath.Join(dir, activeDir)); len(got) != 0 {
+		t.Errorf("active/ = %v", got)
+	}
+}
+
+// TestMetaFileSupersedesMetaLine: after a state change the meta file, not
+// the data file's initial line, is what a restart loads.
+func TestMetaFileSupersedesMetaLine(t *testing.T) {
+	dir := t.TempDir()
+	q := openTest(t, dir, Options{})
+	e, err := q.Enqueue(testMessage("acme", "a@x.example", "b@x.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Requests[0].State, e.Requests[0].SESMessageID = Accepted, "ses-1"
+	if err := q.update(e); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	q2 := openTest(t, dir, Options{})
+	s, err := q2.Show(e.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Requests[0].State != Accepted || s.Requests[0].SESMessageID != "ses-1" || s.Requests[1].State != Pending {
+		t.Fatalf("loaded %+v", s.Requests)
+	}
+	if !bytes.Equal(s.Message(1), slices.Concat(e.Requests[1].Header, e.Body())) {
+		t.Errorf("Message(1) = %q", s.Message(1))
+	}
+}
+
+// TestReadsFormat1: an entry written before the meta line existed (data
+// file with the header blocks and body only, meta file version 1) is
+// still loaded and its message read back intact.
+func TestReadsFormat1(t *testing.T) {
+	dir := t.TempDir()
+	q := openTest(t, dir, Options{})
+	m := testMessage("acme", "a@x.example")
+	e, err := q.Enqueue(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	act := filepath.Join(dir, activeDir)
+	old := e.withoutData()
+	old.Version = 1
+	meta, err := json.Marshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(act, e.ID+metaSuffix), meta, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(act, e.ID+dataSuffix), slices.Concat(m.Requests[0].Header, m.Body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	q2 := openTest(t, dir, Options{})
+	s, err := q2.Show(e.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(s.Message(0), slices.Concat(m.Requests[0].Header, m.Body)) {
+		t.Errorf("Message(0) = %q", s.Message(0))
 	}
 }

@@ -24,8 +24,8 @@ import (
 // queue mode's throughput, paced, for the reply p99. Relay, clients and
 // the SES stand-in (the real SDK over loopback HTTP) share this process,
 // so CPU per message counts all three. It also times the durable write
-// alone (queue.Enqueue: two files written and fsynced, two renames, one
-// directory fsync). Run with
+// alone (queue.Enqueue: one file written and fsynced, one rename, one
+// directory fsync, shared with concurrent callers). Run with
 //
 //	SESRELAY_QUEUE_BENCH=3000 go test -run TestQueueBenchmark -count=1 -v ./relay/
 func TestQueueBenchmark(t *testing.T) {
