@@ -70,8 +70,8 @@ type suppBenchResult struct {
 // user+system CPU, relay, clients and the SES stand-in together; dynalite
 // runs in its own process and is not counted), then half as many
 // messages paced at half of that run's "off" throughput (reply p50/p99 at
-// half load). Arms alternate within a run; each ratio compares arms of the
-// same run. Run with
+// half load). Arms alternate within a run, each run starting at another
+// arm; each ratio compares arms of the same run. Run with
 //
 //	SESRELAY_SUPPRESSION_BENCH=3000 SESRELAY_SUPPRESSION_BENCH_RUNS=3 go test -run TestSuppressionBenchmark -count=1 -v ./relay/
 func TestSuppressionBenchmark(t *testing.T) {
@@ -135,11 +135,18 @@ func TestSuppressionBenchmark(t *testing.T) {
 	}
 	var seq atomic.Int64 // recipients are never reused
 	for run := range runs {
-		for i, arm := range arms {
-			results[i] = append(results[i], suppBench(t, arm.name, stores[i], n, &seq, 0))
+		// Each run starts at another arm, so that no arm always runs on
+		// the warmest (or the most fragmented) process.
+		order := make([]int, len(arms))
+		for k := range order {
+			order[k] = (run + k) % len(arms)
+		}
+		for _, i := range order {
+			results[i] = append(results[i], suppBench(t, arms[i].name, stores[i], n, &seq, 0))
 		}
 		half := results[0][run].rate / 2
-		for i, arm := range arms {
+		for _, i := range order {
+			arm := arms[i]
 			h := suppBench(t, arm.name, stores[i], n, &seq, half)
 			r := &results[i][run]
 			r.halfP50, r.halfP99 = h.halfP50, h.halfP99
