@@ -54,6 +54,7 @@ type suppBenchArm struct {
 type suppBenchResult struct {
 	rate, p99, cpu   float64 // msg/s at c=16, reply p99 ms at c=16, CPU ms per message
 	halfP50, halfP99 float64
+	sesConns         int // TCP connections the SES client opened during the measured sends
 }
 
 // TestSuppressionBenchmark measures what the suppression step adds to the
@@ -150,8 +151,8 @@ func TestSuppressionBenchmark(t *testing.T) {
 			h := suppBench(t, arm.name, stores[i], n, &seq, half)
 			r := &results[i][run]
 			r.halfP50, r.halfP99 = h.halfP50, h.halfP99
-			t.Logf("run %d %-24s %6.0f msg/s  p99 %6.2f ms  CPU %.3f ms/msg  at %.0f msg/s p50/p99 %.2f/%.2f ms",
-				run+1, arm.name, r.rate, r.p99, r.cpu, half, r.halfP50, r.halfP99)
+			t.Logf("run %d %-24s %6.0f msg/s  p99 %6.2f ms  CPU %.3f ms/msg  SES conns %d  at %.0f msg/s p50/p99 %.2f/%.2f ms",
+				run+1, arm.name, r.rate, r.p99, r.cpu, r.sesConns, half, r.halfP50, r.halfP99)
 		}
 	}
 
@@ -250,7 +251,7 @@ func suppBench(t *testing.T, name string, store relay.Suppressions, n int, seq *
 		total = n / 2
 		interval = time.Duration(float64(time.Second) / half)
 	}
-	calls0 := len(stub.Requests())
+	calls0, conns0 := len(stub.Requests()), stub.Conns()
 	var next atomic.Int64
 	var mu sync.Mutex
 	var lat []time.Duration
@@ -292,5 +293,5 @@ func suppBench(t *testing.T, name string, store relay.Suppressions, n int, seq *
 		return suppBenchResult{halfP50: pct(lat, 50), halfP99: pct(lat, 99)}
 	}
 	return suppBenchResult{rate: float64(total) / el.Seconds(), p99: pct(lat, 99),
-		cpu: float64(cpu.Microseconds()) / 1000 / float64(total)}
+		cpu: float64(cpu.Microseconds()) / 1000 / float64(total), sesConns: stub.Conns() - conns0}
 }
