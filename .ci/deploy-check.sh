@@ -82,5 +82,18 @@ if "$HELM" template sesrelay "$CHART" --kube-version "$KUBE_VERSION" \
 	exit 1
 fi
 
+# Nor an unsubscribe Ingress without the endpoint, or the endpoint on
+# another port than the container's.
+if "$HELM" template sesrelay "$CHART" --kube-version "$KUBE_VERSION" \
+	--set unsubscribe.ingress.enabled=true --set 'unsubscribe.ingress.hosts={unsubscribe.example.com}' >/dev/null 2>&1; then
+	echo "deploy-check: the chart rendered an unsubscribe Ingress without config.unsubscribe_server.address" >&2
+	exit 1
+fi
+if "$HELM" template sesrelay "$CHART" --kube-version "$KUBE_VERSION" -f "$CHART/ci/all-optional-values.yaml" \
+	--set ports.unsubscribe=9000 >/dev/null 2>&1; then
+	echo "deploy-check: the chart rendered config.unsubscribe_server.address on another port than ports.unsubscribe" >&2
+	exit 1
+fi
+
 SESRELAY_RENDERED_DIR="$out/rendered" go test -count=1 ./deploy/
 echo "deploy-check: ok"

@@ -130,7 +130,7 @@ func TestRenderedChart(t *testing.T) {
 			checkChart(t, objs)
 			switch name {
 			case "default":
-				for _, kind := range []string{"HorizontalPodAutoscaler", "ServiceMonitor", "NetworkPolicy"} {
+				for _, kind := range []string{"HorizontalPodAutoscaler", "ServiceMonitor", "NetworkPolicy", "Ingress"} {
 					if len(ofKind(objs, kind)) != 0 {
 						t.Errorf("%s must be off by default", kind)
 					}
@@ -143,7 +143,7 @@ func TestRenderedChart(t *testing.T) {
 					t.Error("want the suppression PersistentVolumeClaim")
 				}
 			case "all-optional":
-				for _, kind := range []string{"HorizontalPodAutoscaler", "ServiceMonitor", "NetworkPolicy", "PodDisruptionBudget", "ServiceAccount"} {
+				for _, kind := range []string{"HorizontalPodAutoscaler", "ServiceMonitor", "NetworkPolicy", "PodDisruptionBudget", "ServiceAccount", "Ingress"} {
 					if len(ofKind(objs, kind)) != 1 {
 						t.Errorf("want one %s with every option on, got %d", kind, len(ofKind(objs, kind)))
 					}
@@ -221,6 +221,7 @@ func checkChart(t *testing.T, objs []object) {
 	checkRollout(t, objs, dep, p, cfg)
 	checkSuppression(t, objs, dep, p, cfg)
 	checkServices(t, objs, p)
+	checkUnsubscribe(t, objs, cfg, p)
 	checkOptional(t, objs, dep, p)
 }
 
@@ -493,14 +494,17 @@ func checkSuppression(t *testing.T, objs []object, dep object, p pod, cfg map[st
 
 func checkServices(t *testing.T, objs []object, p pod) {
 	podLabels := get(p.template, "metadata", "labels")
-	var smtp, admin *object
+	var smtp, admin, unsub *object
 	for i, s := range ofKind(objs, "Service") {
 		if !selects(get(s.Body, "spec", "selector"), podLabels) {
 			t.Errorf("Service %s does not select the relay pods", s.Name)
 		}
-		if strings.HasSuffix(s.Name, "-admin") {
+		switch {
+		case strings.HasSuffix(s.Name, "-admin"):
 			admin = &ofKind(objs, "Service")[i]
-		} else {
+		case strings.HasSuffix(s.Name, "-unsub"):
+			unsub = &ofKind(objs, "Service")[i]
+		default:
 			smtp = &ofKind(objs, "Service")[i]
 		}
 	}
@@ -540,6 +544,51 @@ func checkServices(t *testing.T, objs []object, p pod) {
 	}
 	if ty := str(get(admin.Body, "spec", "type")); ty != "" && ty != "ClusterIP" {
 		t.Errorf("admin Service type %s: metrics and health must stay inside the cluster", ty)
+	}
+	// The unsubscribe endpoint: a Service of its own exactly when the relay
+	// listens for it, with the one port only.
+	switch {
+	case p.ports["unsubscribe"] == 0 && unsub != nil:
+		t.Errorf("Service %s without an unsubscribe container port", unsub.Name)
+	case p.ports["unsubscribe"] != 0 && unsub == nil:
+		t.Error("the unsubscribe endpoint is on but has no -unsub Service")
+	case unsub != nil:
+		got := ports(unsub)
+		if u := got["unsubscribe"]; len(got) != 1 || u.target != "unsubscribe" || u.port == 0 {
+			t.Errorf("unsubscribe Service ports %v, want only one targeting the container's unsubscribe port", got)
+		}
+	}
+}
+
+// checkUnsubscribe: the container port of the unsubscribe endpoint is the
+// port config.unsubscribe_server.address listens on, and is named only when
+// the endpoint is on; an Ingress routes /u/ to the -unsub Service.
+func checkUnsubscribe(t *testing.T, objs []object, cfg map[string]any, p pod) {
+	addr := str(get(cfg, "unsubscribe_server", "address"))
+	switch {
+	case addr == "" && p.ports["unsubscribe"] != 0:
+		t.Error("an unsubscribe container port without unsubscribe_server.address")
+	case addr != "":
+		if got := portOf(t, "unsubscribe_server.address", addr); got == 0 || got != p.ports["unsubscribe"] {
+			t.Errorf("unsubscribe_server.address listens on %d, the container port unsubscribe is %d", got, p.ports["unsubscribe"])
+		}
+	}
+	for _, ing := range ofKind(objs, "Ingress") {
+		rules := list(get(ing.Body, "spec", "rules"))
+		if len(rules) == 0 {
+			t.Errorf("Ingress %s has no rules", ing.Name)
+		}
+		for _, r := range rules {
+			for _, path := range list(get(r, "http", "paths")) {
+				be := get(path, "backend", "service")
+				if str(get(path, "path")) != "/u/" || str(get(path, "pathType")) != "Prefix" {
+					t.Errorf("Ingress %s path %v %v, want Prefix /u/ (the one-click links only)", ing.Name, get(path, "pathType"), get(path, "path"))
+				}
+				if !strings.HasSuffix(str(get(be, "name")), "-unsub") || str(get(be, "port", "name")) != "unsubscribe" {
+					t.Errorf("Ingress %s routes to %v, want the -unsub Service's unsubscribe port", ing.Name, be)
+				}
+			}
+		}
 	}
 }
 
@@ -588,6 +637,9 @@ func checkOptional(t *testing.T, objs []object, dep object, p pod) {
 			if !in[name] {
 				t.Errorf("the NetworkPolicy admits nothing on port %s", name)
 			}
+		}
+		if on := p.ports["unsubscribe"] != 0; in["unsubscribe"] != on {
+			t.Errorf("the NetworkPolicy admits the unsubscribe port: %v, the endpoint is on: %v", in["unsubscribe"], on)
 		}
 		out := map[string]bool{}
 		for _, rule := range list(get(np.Body, "spec", "egress")) {

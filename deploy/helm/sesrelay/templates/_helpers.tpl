@@ -124,6 +124,16 @@ and the grace period must cover the drain.
 {{- fail "queue.persistence.existingClaim is no longer supported: the StatefulSet claims one volume per replica (queue-<name>-<ordinal>). Drain the old claim with `sesrelay queue retry --all` (docs/deploy.md), then remove the key" }}
 {{- end }}
 {{- end }}
+{{- $unsub := toString (dig "unsubscribe_server" "address" "" .Values.config) }}
+{{- if and $unsub (not (hasSuffix (printf ":%v" .Values.ports.unsubscribe) $unsub)) }}
+{{- fail (printf "config.unsubscribe_server.address %q does not listen on ports.unsubscribe (%v)" $unsub .Values.ports.unsubscribe) }}
+{{- end }}
+{{- if and .Values.unsubscribe.ingress.enabled (not $unsub) }}
+{{- fail "unsubscribe.ingress.enabled: set config.unsubscribe_server.address (e.g. \"0.0.0.0:8080\", on ports.unsubscribe), or there is no endpoint to route to" }}
+{{- end }}
+{{- if and .Values.unsubscribe.ingress.enabled (not .Values.unsubscribe.ingress.hosts) }}
+{{- fail "unsubscribe.ingress.enabled: list the host names of the tenants' list_unsubscribe.url in unsubscribe.ingress.hosts" }}
+{{- end }}
 {{- $drain := add (include "sesrelay.shutdownSeconds" . | atoi) (int .Values.lifecycle.preStopSleepSeconds) }}
 {{- if le (int .Values.terminationGracePeriodSeconds) $drain }}
 {{- fail (printf "terminationGracePeriodSeconds (%v) must exceed lifecycle.preStopSleepSeconds + config.server.shutdown_timeout (%d s), or the kubelet kills sessions mid-drain" .Values.terminationGracePeriodSeconds $drain) }}
@@ -147,4 +157,12 @@ autoscaler's scaleTargetRef follows it.
 */}}
 {{- define "sesrelay.workloadKind" -}}
 {{- ternary "StatefulSet" "Deployment" (and .Values.queue.persistence.enabled true) }}
+{{- end }}
+
+{{/*
+Whether the built-in unsubscribe endpoint is on (non-empty):
+config.unsubscribe_server.address is set.
+*/}}
+{{- define "sesrelay.unsubscribeEnabled" -}}
+{{- if dig "unsubscribe_server" "address" "" .Values.config }}true{{ end }}
 {{- end }}
