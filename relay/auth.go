@@ -98,15 +98,17 @@ type authenticator struct {
 	flight singleflight.Group
 	// kdfRuns counts password hash computations (tests).
 	kdfRuns atomic.Int64
+	kdfMem  *kdfMemory // kdfmemory.go
 }
 
 func newAuthenticator(maxConcurrent int, ttl time.Duration, now func() time.Time) *authenticator {
 	a := &authenticator{
-		sem:   make(chan struct{}, maxConcurrent),
-		ttl:   ttl,
-		now:   now,
-		dummy: config.DummyHash,
-		cache: map[[32]byte]time.Time{},
+		sem:    make(chan struct{}, maxConcurrent),
+		ttl:    ttl,
+		now:    now,
+		dummy:  config.DummyHash,
+		cache:  map[[32]byte]time.Time{},
+		kdfMem: newKDFMemory(),
 	}
 	_, _ = rand.Read(a.key[:])
 	return a
@@ -156,7 +158,9 @@ func (a *authenticator) verify(ctx context.Context, snapshot uint64, u *config.U
 			h = u.Hash
 		}
 		a.kdfRuns.Add(1)
+		a.kdfMem.start()
 		ok := h.Verify(password) && u != nil
+		a.kdfMem.done()
 		if ok && a.ttl > 0 {
 			a.remember(k)
 		}

@@ -9,6 +9,7 @@
 package ses
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -126,6 +127,9 @@ func New(ctx context.Context, opts Options) (*Sender, error) {
 			t.MaxIdleConns = n * 2
 			t.MaxIdleConnsPerHost = n
 			t.IdleConnTimeout = 90 * time.Second
+			// A small SendEmail request (headers and a body produced whole,
+			// stream.go) goes out in one write(2).
+			t.WriteBufferSize = 64 << 10
 		})
 	}
 	var base aws.Config
@@ -544,6 +548,14 @@ type keepAliveBodies struct{ aws.HTTPClient }
 type readOnlyBody struct{ io.ReadCloser }
 
 func (c keepAliveBodies) Do(r *http.Request) (*http.Response, error) {
+	if b, ok := r.Context().Value(bodyKey{}).([]byte); ok && r.Body != nil && r.ContentLength == int64(len(b)) {
+		// A body produced whole (stream.go): net/http sends an
+		// io.NopCloser(*bytes.Reader) with its headers in one write, and
+		// drains it without io.EOF.
+		r.Body.Close()
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		return c.HTTPClient.Do(r)
+	}
 	if r.Body != nil && r.Body != http.NoBody {
 		if _, ok := r.Body.(io.WriterTo); ok {
 			r.Body = readOnlyBody{r.Body}

@@ -40,6 +40,21 @@ const streamRawContentID = "sesrelay.StreamRawContent"
 // rawKey is the context key of the message streamRawContent sends.
 type rawKey struct{}
 
+// materializeMax is the largest message whose request body is produced
+// whole rather than streamed. Streaming a small body costs more than it
+// saves: the base64 is computed twice (payload hash, then send), and
+// net/http, which sends a body it does not know to be in memory apart from
+// the headers (one more write(2)), copies it through a buffer it allocates
+// per request. A whole body is a bytes.Reader: hashed in one pass, sent with
+// the headers in the transport's write buffer (WriteBufferSize in New).
+// Above this size the body is a stream, never materialised.
+const materializeMax = 128 << 10
+
+// bodyKey is the context key of a body produced whole: the bytes of the
+// request's stream, which keepAliveBodies.Do hands to net/http as a
+// bytes.Reader.
+type bodyKey struct{}
+
 // withRaw returns ctx carrying raw, the message of the SendEmail call made
 // with it; the call's input must have an empty, non-nil RawMessage.Data.
 func withRaw(ctx context.Context, raw []byte) context.Context {
@@ -89,7 +104,18 @@ func (streamRawContent) HandleSerialize(ctx context.Context, in middleware.Seria
 	if err != nil {
 		return middleware.SerializeOutput{}, middleware.Metadata{}, err
 	}
-	if req, err = req.SetStream(body); err != nil {
+	var stream io.Reader = body
+	if len(raw) <= materializeMax {
+		// A small message's body is produced once, whole: the payload hash
+		// and net/http then read the same bytes (see keepAliveBodies.Do).
+		b := make([]byte, body.Size())
+		if _, err := io.ReadFull(body, b); err != nil {
+			return middleware.SerializeOutput{}, middleware.Metadata{}, fmt.Errorf("ses: producing the request body: %w", err)
+		}
+		stream = bytes.NewReader(b)
+		ctx = context.WithValue(ctx, bodyKey{}, b)
+	}
+	if req, err = req.SetStream(stream); err != nil {
 		return middleware.SerializeOutput{}, middleware.Metadata{}, fmt.Errorf("ses: setting the request body: %w", err)
 	}
 	in.Request = req
