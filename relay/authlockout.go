@@ -73,6 +73,11 @@ const (
 	// knownTTL is how long a successful AUTH makes its address known for
 	// that username (renewed by every success).
 	knownTTL = 30 * 24 * time.Hour
+	// authPendingWait bounds how long an attempt waits for checks in
+	// progress that hold the rest of a limit; authPendingPoll is how often
+	// it looks.
+	authPendingWait = 5 * time.Second
+	authPendingPoll = 10 * time.Millisecond
 )
 
 func newAuthLimiter(now func() time.Time) *authLimiter {
@@ -154,7 +159,29 @@ func quantile(ts []time.Time, n int) time.Time {
 // after delay; reason is "known" (a known address at its own limit),
 // "ip" (a stranger address at its limit) or "user" (the username's
 // stranger budget is spent). Otherwise the attempt holds a ticket.
+//
+// Checks in progress count against the limit (so parallel guesses cannot
+// overrun it), but they are not failures: an attempt that finds the limit
+// reached only by checks still in progress waits for them (up to
+// authPendingWait) instead of being refused. A burst of connections that
+// all authenticate at once (a connection pool starting) gets through: the
+// first success makes the address known, and the others follow.
 func (a *authLimiter) check(ip netip.Addr, username string, maxFailures int, window time.Duration) (t authTicket, locked bool, reason string, delay time.Duration) {
+	deadline := time.Now().Add(authPendingWait)
+	for {
+		var busy bool
+		t, locked, reason, delay, busy = a.checkOnce(ip, username, maxFailures, window, time.Now().After(deadline))
+		if !busy {
+			return t, locked, reason, delay
+		}
+		time.Sleep(authPendingPoll)
+	}
+}
+
+// checkOnce is one look at the limits. busy: the limit is reached only
+// by checks in progress, and final is false: the caller waits and looks
+// again.
+func (a *authLimiter) checkOnce(ip netip.Addr, username string, maxFailures int, window time.Duration, final bool) (t authTicket, locked bool, reason string, delay time.Duration, busy bool) {
 	now := a.now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -164,12 +191,15 @@ func (a *authLimiter) check(ip netip.Addr, username string, maxFailures int, win
 		t.known = true
 		pr := record(a.pairs, p, now, window)
 		if pr.failures+pr.pending >= maxFailures {
+			if pr.failures < maxFailures && !final {
+				return t, false, "", 0, true
+			}
 			pr.strikes++
 			pr.last = now
-			return t, true, "known", authDelay(pr.strikes)
+			return t, true, "known", authDelay(pr.strikes), false
 		}
 		pr.pending++
-		return t, false, "", 0
+		return t, false, "", 0, false
 	}
 	ipr := record(a.ips, p.ip, now, window)
 	ur := record(a.users, username, now, window)
@@ -177,16 +207,19 @@ func (a *authLimiter) check(ip netip.Addr, username string, maxFailures int, win
 	case ipr.failures >= maxFailures:
 		reason = "ip"
 	case ur.failures+ur.pending >= maxFailures:
+		if ur.failures < maxFailures && !final {
+			return t, false, "", 0, true
+		}
 		reason = "user"
 	}
 	if reason != "" {
 		ipr.strikes++
 		ipr.last = now
-		return t, true, reason, authDelay(ipr.strikes)
+		return t, true, reason, authDelay(ipr.strikes), false
 	}
 	ipr.pending++
 	ur.pending++
-	return t, false, "", 0
+	return t, false, "", 0, false
 }
 
 // fail records a failed verification and returns the delay before the

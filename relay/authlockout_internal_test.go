@@ -125,3 +125,59 @@ func TestAuthLimiterBounded(t *testing.T) {
 		t.Fatalf("tracked: %d usernames, %d addresses, %d known", len(a.users), len(a.ips), len(a.known))
 	}
 }
+
+// TestAuthLimiterBurstWaitsForChecksInProgress: attempts beyond the limit
+// that find it held only by checks in progress wait for them. When one of
+// those succeeds the address is known and the waiting attempt goes on;
+// when they all fail it is refused. A connection pool that opens many
+// connections at once from a new address used to get 454 for the excess.
+func TestAuthLimiterBurstWaitsForChecksInProgress(t *testing.T) {
+	const max, window = 3, time.Minute
+	for _, succeed := range []bool{true, false} {
+		a := newAuthLimiter(time.Now)
+		pool := netip.MustParseAddr("192.0.2.7")
+		var tickets []authTicket
+		for range max {
+			tk, locked, why, _ := a.check(pool, "app", max, window)
+			if locked {
+				t.Fatalf("attempt within the limit refused (%s)", why)
+			}
+			tickets = append(tickets, tk)
+		}
+		type result struct {
+			locked bool
+			why    string
+		}
+		done := make(chan result, 1)
+		go func() {
+			tk, locked, why, _ := a.check(pool, "app", max, window)
+			if !locked {
+				a.succeed(tk)
+			}
+			done <- result{locked, why}
+		}()
+		select {
+		case r := <-done:
+			t.Fatalf("succeed=%v: the attempt over the limit did not wait for the checks in progress: locked=%v %q", succeed, r.locked, r.why)
+		case <-time.After(100 * time.Millisecond):
+		}
+		for _, tk := range tickets {
+			if succeed {
+				a.succeed(tk)
+			} else {
+				a.fail(tk, window)
+			}
+		}
+		select {
+		case r := <-done:
+			if succeed && r.locked {
+				t.Fatalf("after a success from the same address the waiting attempt was refused (%s)", r.why)
+			}
+			if !succeed && !r.locked {
+				t.Fatalf("after %d failures the waiting attempt was let through", max)
+			}
+		case <-time.After(authPendingWait + time.Second):
+			t.Fatalf("succeed=%v: the waiting attempt never ended", succeed)
+		}
+	}
+}
