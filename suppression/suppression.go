@@ -128,8 +128,8 @@ func Check(e Entry) (Entry, error) {
 // cost on the send path.
 func asciiDomain(d string) (string, bool) {
 	d = strings.TrimSuffix(d, ".")
-	if d == "" {
-		return "", false
+	if d == "" || d[0] == '.' || d[len(d)-1] == '.' || strings.Contains(d, "..") {
+		return "", false // an empty label: not a host name
 	}
 	for i := 0; i < len(d); i++ {
 		switch c := d[i]; {
