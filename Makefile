@@ -44,7 +44,7 @@ fuzz:
 # on top of the seeds that `go test` always runs. A count, not a duration:
 # see scripts/fuzz.sh for the Go 1.26 duration race this avoids.
 fuzz-short:
-	FUZZTIME=50000x bash scripts/fuzz.sh
+	FUZZTIME=25000x bash scripts/fuzz.sh
 
 bench:
 	$(GO) run ./bench run --relay-bin bin/sesrelay
