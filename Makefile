@@ -40,7 +40,7 @@ deploy-check:
 fuzz:
 	FUZZTIME=$${FUZZTIME:-60s} bash scripts/fuzz.sh
 
-# What `make test` runs: 50,000 executions per target (a few seconds each)
+# What `make test` runs: 25,000 executions per target (a few seconds each)
 # on top of the seeds that `go test` always runs. A count, not a duration:
 # see scripts/fuzz.sh for the Go 1.26 duration race this avoids.
 fuzz-short:
