@@ -1,7 +1,6 @@
 package relay_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"slices"
@@ -59,46 +58,14 @@ func TestQueueBenchmark(t *testing.T) {
 			}
 		}
 		waitFor(t, "warm-up delivered", func() bool { q, _ := h.q.Usage(""); return q == 0 })
-		run := func(total int, interval time.Duration) (rate float64, lat []time.Duration, cpu time.Duration) {
-			var next atomic.Int64
-			var mu sync.Mutex
-			var wg sync.WaitGroup
-			cpu0 := processCPU()
-			start := time.Now()
-			for _, c := range clients {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						i := next.Add(1)
-						if i > int64(total) {
-							return
-						}
-						if interval > 0 {
-							if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-								time.Sleep(d)
-							}
-						}
-						t0 := time.Now()
-						if _, err := send(c, "bounces@billing.example.com", []string{"a@example.org"}, simpleMsg); err != nil {
-							t.Error(err)
-							return
-						}
-						d := time.Since(t0)
-						mu.Lock()
-						lat = append(lat, d)
-						mu.Unlock()
-					}
-				}()
-			}
-			wg.Wait()
-			el := time.Since(start)
-			return float64(total) / el.Seconds(), lat, processCPU() - cpu0
+		sendOne := func(c *smtp.Client, _ int64) error {
+			_, err := send(c, "bounces@billing.example.com", []string{"a@example.org"}, simpleMsg)
+			return err
 		}
 		r := result{mode: mode}
 		calls0 := len(h.ses.Requests())
 		cpu0 := processCPU()
-		rate, lat, _ := run(n, 0)
+		rate, lat, _ := paced(t, clients, n, 0, 0, sendOne)
 		t0 := time.Now()
 		waitFor(t, "drain", func() bool { return len(h.ses.Requests())-calls0 >= n })
 		r.drained = time.Since(t0)
@@ -114,14 +81,8 @@ func TestQueueBenchmark(t *testing.T) {
 	half := min(results[0].rate, results[1].rate) / 2
 	for i, mode := range []string{"direct", "queue"} {
 		h := startQueued(t, qOpts{mode: mode, quiet: true})
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		var lat []time.Duration
-		interval := time.Duration(float64(time.Second) / half)
-		total := n / 2
-		var next atomic.Int64
-		start := time.Now()
-		for range conc {
+		clients := make([]*smtp.Client, conc)
+		for k := range clients {
 			c, err := smtp.Dial(h.addr)
 			if err != nil {
 				t.Fatal(err)
@@ -129,31 +90,16 @@ func TestQueueBenchmark(t *testing.T) {
 			if err := c.Auth(sasl.NewPlainClient("", "billing-app", testPassword)); err != nil {
 				t.Fatal(err)
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Quit()
-				for {
-					k := next.Add(1)
-					if k > int64(total) {
-						return
-					}
-					if d := time.Until(start.Add(time.Second + time.Duration(k)*interval)); d > 0 {
-						time.Sleep(d)
-					}
-					t0 := time.Now()
-					if _, err := send(c, "bounces@billing.example.com", []string{"a@example.org"}, simpleMsg); err != nil {
-						t.Error(err)
-						return
-					}
-					d := time.Since(t0)
-					mu.Lock()
-					lat = append(lat, d)
-					mu.Unlock()
-				}
-			}()
+			clients[k] = c
 		}
-		wg.Wait()
+		_, lat, _ := paced(t, clients, n/2, time.Duration(float64(time.Second)/half), time.Second,
+			func(c *smtp.Client, _ int64) error {
+				_, err := send(c, "bounces@billing.example.com", []string{"a@example.org"}, simpleMsg)
+				return err
+			})
+		for _, c := range clients {
+			c.Quit()
+		}
 		results[i].halfP50, results[i].halfP99 = pct(lat, 50), pct(lat, 99)
 	}
 
@@ -183,6 +129,45 @@ func TestQueueBenchmark(t *testing.T) {
 	fmt.Printf("queue.Enqueue alone (500 small messages): p50 %.2f ms, p99 %.2f ms\n", pct(enq, 50), pct(enq, 99))
 }
 
+// paced sends total messages over clients, each client one at a time:
+// as fast as the replies come when interval is 0, else message k no
+// earlier than start+offset+k*interval. It returns the rate, the reply
+// latency of each message and the CPU the process used meanwhile.
+func paced(t *testing.T, clients []*smtp.Client, total int, interval, offset time.Duration, sendOne func(c *smtp.Client, k int64) error) (rate float64, lat []time.Duration, cpu time.Duration) {
+	t.Helper()
+	var next atomic.Int64
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	cpu0 := processCPU()
+	start := time.Now()
+	for _, c := range clients {
+		wg.Go(func() {
+			for {
+				k := next.Add(1)
+				if k > int64(total) {
+					return
+				}
+				if interval > 0 {
+					if d := time.Until(start.Add(offset + time.Duration(k)*interval)); d > 0 {
+						time.Sleep(d)
+					}
+				}
+				t0 := time.Now()
+				if err := sendOne(c, k); err != nil {
+					t.Error(err)
+					return
+				}
+				d := time.Since(t0)
+				mu.Lock()
+				lat = append(lat, d)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return float64(total) / time.Since(start).Seconds(), lat, processCPU() - cpu0
+}
+
 func pct(d []time.Duration, p int) float64 {
 	if len(d) == 0 {
 		return 0
@@ -201,5 +186,3 @@ func processCPU() time.Duration {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
-
-var _ = context.Background

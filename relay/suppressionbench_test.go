@@ -6,7 +6,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -252,46 +251,17 @@ func suppBench(t *testing.T, name string, store relay.Suppressions, n int, seq *
 		interval = time.Duration(float64(time.Second) / half)
 	}
 	calls0, conns0 := len(stub.Requests()), stub.Conns()
-	var next atomic.Int64
-	var mu sync.Mutex
-	var lat []time.Duration
-	var wg sync.WaitGroup
-	cpu0 := processCPU()
-	start := time.Now()
-	for _, c := range clients {
-		wg.Go(func() {
-			for {
-				i := next.Add(1)
-				if i > int64(total) {
-					return
-				}
-				if interval > 0 {
-					if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-						time.Sleep(d)
-					}
-				}
-				rcpt, m := msg()
-				t0 := time.Now()
-				if _, err := send(c, "news@billing.example.com", []string{rcpt}, m); err != nil {
-					t.Error(err)
-					return
-				}
-				d := time.Since(t0)
-				mu.Lock()
-				lat = append(lat, d)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	el := time.Since(start)
-	cpu := processCPU() - cpu0
+	rate, lat, cpu := paced(t, clients, total, interval, 0, func(c *smtp.Client, _ int64) error {
+		rcpt, m := msg()
+		_, err := send(c, "news@billing.example.com", []string{rcpt}, m)
+		return err
+	})
 	if got := len(stub.Requests()) - calls0; got != total {
 		t.Fatalf("%s: SES got %d of %d messages", name, got, total)
 	}
 	if half > 0 {
 		return suppBenchResult{halfP50: pct(lat, 50), halfP99: pct(lat, 99)}
 	}
-	return suppBenchResult{rate: float64(total) / el.Seconds(), p99: pct(lat, 99),
+	return suppBenchResult{rate: rate, p99: pct(lat, 99),
 		cpu: float64(cpu.Microseconds()) / 1000 / float64(total), sesConns: stub.Conns() - conns0}
 }
