@@ -37,15 +37,25 @@ type baseline struct {
 
 // startBaseline listens on addr and serves in the background until Close.
 func startBaseline(addr, user, pass string) (*baseline, error) {
-	cert, _, err := selfSigned("baseline.bench")
+	s, ln, err := serveBench(addr, "baseline.bench", smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
+		return &baselineSession{user: user, pass: pass}, nil
+	}))
 	if err != nil {
 		return nil, err
 	}
-	be := smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
-		return &baselineSession{user: user, pass: pass}, nil
-	})
+	return &baseline{srv: s, ln: ln}, nil
+}
+
+// serveBench starts a go-smtp server for be on addr with a self-signed
+// certificate for domain and the limits and timeouts a relay sets, and
+// serves in the background until the server is closed.
+func serveBench(addr, domain string, be smtp.Backend) (*smtp.Server, net.Listener, error) {
+	cert, _, err := selfSigned(domain)
+	if err != nil {
+		return nil, nil, err
+	}
 	s := smtp.NewServer(be)
-	s.Domain = "baseline.bench"
+	s.Domain = domain
 	s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	s.MaxMessageBytes = 40 << 20
 	s.MaxRecipients = 50
@@ -54,11 +64,10 @@ func startBaseline(addr, user, pass string) (*baseline, error) {
 	s.ErrorLog = log.New(io.Discard, "", 0)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	b := &baseline{srv: s, ln: ln}
 	go s.Serve(ln) //nolint:errcheck // returns when Close is called
-	return b, nil
+	return s, ln, nil
 }
 
 // Addr is the address the server listens on.

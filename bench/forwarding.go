@@ -13,7 +13,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
 	"os"
@@ -136,26 +135,12 @@ func (f *forwarder) send(ctx context.Context, body *bytes.Buffer, raw []byte, rc
 
 // startForwarding listens on addr and serves until Close.
 func startForwarding(addr, user, pass string, fw *forwarder) (*forwarding, error) {
-	cert, _, err := selfSigned("forwarding.bench")
-	if err != nil {
-		return nil, err
-	}
-	be := smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
+	s, ln, err := serveBench(addr, "forwarding.bench", smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
 		return &forwardingSession{baselineSession: baselineSession{user: user, pass: pass}, fw: fw}, nil
-	})
-	s := smtp.NewServer(be)
-	s.Domain = "forwarding.bench"
-	s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	s.MaxMessageBytes = 40 << 20
-	s.MaxRecipients = 50
-	s.ReadTimeout = 5 * time.Minute
-	s.WriteTimeout = time.Minute
-	s.ErrorLog = log.New(io.Discard, "", 0)
-	ln, err := net.Listen("tcp", addr)
+	}))
 	if err != nil {
 		return nil, err
 	}
-	go s.Serve(ln) //nolint:errcheck // returns when Close is called
 	return &forwarding{srv: s, ln: ln}, nil
 }
 

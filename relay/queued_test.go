@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -54,6 +53,7 @@ tenants:
 
 type qHarness struct {
 	t      *testing.T
+	base   *harness
 	srv    *relay.Server
 	ses    *sestest.Server
 	q      *queue.Queue
@@ -110,22 +110,14 @@ func startQueued(t *testing.T, o qOpts) *qHarness {
 			}
 		},
 	})
-	h.srv, h.ses, h.addr = base.srv, base.ses, base.plain
+	h.base, h.srv, h.ses, h.addr = base, base.srv, base.ses, base.plain
 	h.ses.Respond = o.respond
 	return h
 }
 
 func (h *qHarness) client(user string) *smtp.Client {
 	h.t.Helper()
-	c, err := smtp.Dial(h.addr)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.t.Cleanup(func() { c.Close() })
-	if err := c.Auth(sasl.NewPlainClient("", user, testPassword)); err != nil {
-		h.t.Fatalf("auth: %v", err)
-	}
-	return c
+	return h.base.dialPlain(user, testPassword)
 }
 
 // queuedID is the queue id of a "2.0.0 Ok: queued as ID" reply text.
