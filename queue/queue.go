@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -105,6 +106,15 @@ type Queue struct {
 	// commits share directory fsyncs among concurrent writers:
 	// [0] active/, [1] dead/.
 	commits [2]*dirCommit
+
+	// bg: background directory fsyncs (dirCommit.syncLater), waited
+	// for by Close.
+	bg sync.WaitGroup
+
+	// spares: files in incoming/ ready to be written over (files.go).
+	spareMu sync.Mutex
+	spares  []spare
+	tmpSeq  atomic.Uint64 // names in incoming/
 }
 
 type item struct {
@@ -180,6 +190,9 @@ func (q *Queue) Close() error {
 		return nil
 	}
 	q.closed = true
+	q.mu.Unlock()
+	q.bg.Wait()
+	q.mu.Lock()
 	q.m.unregister()
 	return q.lock.Close()
 }
@@ -288,16 +301,24 @@ func (q *Queue) Enqueue(m *Message) (*Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e.ID, err = q.freshID(); err != nil {
-		q.unreserve(e.Tenant, e.Size)
-		return nil, err
-	}
-	meta, err := json.Marshal(e)
-	if err == nil {
+	// The rename into active/ never replaces a file (writeEntry): an id
+	// that turns out to be taken on disk costs another try.
+	for try := 1; ; try++ {
+		if e.ID, err = q.freshID(); err != nil {
+			q.unreserve(e.Tenant, e.Size)
+			return nil, err
+		}
+		var meta []byte
+		if meta, err = json.Marshal(e); err != nil {
+			break
+		}
 		// JSON has no raw newline: the first newline ends the meta line.
 		chunks[0] = append(meta, '\n')
 		e.off = int64(len(chunks[0]))
 		err = q.writeEntry(e, chunks)
+		if !errors.Is(err, os.ErrExist) || try == 10 {
+			break
+		}
 	}
 	if err != nil {
 		q.unreserve(e.Tenant, e.Size)
@@ -313,8 +334,9 @@ func (q *Queue) Enqueue(m *Message) (*Entry, error) {
 	return e.clone(), nil
 }
 
-// freshID returns a well-formed id no entry has: the rename into active/
-// must never replace an entry.
+// freshID returns a well-formed id no indexed entry has. A file the
+// index does not know (an unreadable entry left for the operator) is
+// protected by the rename that never replaces (writeEntry).
 func (q *Queue) freshID() (string, error) {
 	for range 10 {
 		id := q.newID()
@@ -325,9 +347,7 @@ func (q *Queue) freshID() (string, error) {
 		_, taken := q.items[id]
 		q.mu.Unlock()
 		if !taken {
-			if _, err := os.Lstat(q.path(false, id, dataSuffix)); errors.Is(err, os.ErrNotExist) {
-				return id, nil
-			}
+			return id, nil
 		}
 	}
 	return "", errors.New("queue: no unused id after 10 tries")
@@ -336,17 +356,19 @@ func (q *Queue) freshID() (string, error) {
 // writeEntry writes the data file, whose first line is the entry's
 // initial meta (its presence in active/ makes the entry exist), then
 // fsyncs active/ together with concurrent writers. One file fsync and a
-// share of one directory fsync per message. On failure it removes the file.
+// share of one directory fsync per message. On failure it removes the
+// file; when a file of that name exists already, it fails with an error
+// wrapping os.ErrExist and leaves that file alone.
 func (q *Queue) writeEntry(e *Entry, chunks [][]byte) error {
 	data := q.path(false, e.ID, dataSuffix)
-	err := q.writeDurable(data, chunks...)
-	if err == nil {
-		err = q.commitDir(false)
+	if err := q.writeDurable(data, true, chunks...); err != nil {
+		return err
 	}
-	if err != nil {
+	if err := q.commitDir(false); err != nil {
 		os.Remove(data)
+		return err
 	}
-	return err
+	return nil
 }
 
 // reserve counts size bytes and one message for tenant, or returns an
@@ -592,7 +614,7 @@ func (q *Queue) writeMeta(e *Entry) error {
 	if err != nil {
 		return err
 	}
-	if err := q.writeDurable(q.path(e.Dead, e.ID, metaSuffix), b); err != nil {
+	if err := q.writeDurable(q.path(e.Dead, e.ID, metaSuffix), false, b); err != nil {
 		return err
 	}
 	return q.commitDir(e.Dead)
@@ -647,19 +669,35 @@ func (q *Queue) move(e *Entry) error {
 	return nil
 }
 
-// removeFiles deletes an entry's data file (the entry is gone from then
-// on), then its meta file, then fsyncs the directory (shared with
+// removeFiles takes an entry's data file out of its directory (deleted,
+// or kept as a spare: discard; the entry is gone from then on), then its
+// meta file, then fsyncs the directory (shared with
 // concurrent writers). The data file goes first: alone, it would be the
 // entry in its initial state, with requests SES already accepted pending
 // again. A failure leaves at worst a meta file without data, which load
 // removes.
 func (q *Queue) removeFiles(dead bool, id string) error {
-	err := os.Remove(q.path(dead, id, dataSuffix))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := q.discard(q.path(dead, id, dataSuffix)); err != nil {
 		return err
 	}
-	os.Remove(q.path(dead, id, metaSuffix))
+	q.discard(q.path(dead, id, metaSuffix))
 	return q.commitDir(dead)
+}
+
+// removeDelivered takes a delivered entry's files out of active/ like
+// removeFiles but does not wait for the directory fsync (syncLater):
+// every request of the entry was accepted, so the removal only prevents
+// a resend after a power loss, and the next shared fsync covers it.
+//
+// e was claimed by the caller, so its data file has one link (only a
+// move, done under a claim, links it twice) and the size load checked.
+func (q *Queue) removeDelivered(e *Entry) error {
+	if err := q.recycle(q.path(false, e.ID, dataSuffix), e.off+e.Size); err != nil {
+		return err
+	}
+	removeIfExists(q.path(false, e.ID, metaSuffix))
+	q.commits[0].syncLater()
+	return nil
 }
 
 // forget drops a removed entry from the index and the counts.
@@ -842,7 +880,7 @@ func (q *Queue) release(id string) {
 // readiness probe of a relay that queues.
 func (q *Queue) Check() error {
 	p := filepath.Join(q.dir, incomingDir, "check")
-	err := q.writeDurable(p, []byte("ok\n"))
+	err := q.writeDurable(p, false, []byte("ok\n"))
 	os.Remove(p)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrWrite, err)

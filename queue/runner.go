@@ -377,7 +377,7 @@ func (r *Runner) deliver(id string) {
 			return
 		}
 	}
-	if err := q.removeFiles(false, id); err != nil {
+	if err := q.removeDelivered(e); err != nil {
 		// Every request was accepted: a restart would find the entry and
 		// skip its accepted requests, so nothing is sent twice.
 		q.m.writeErrors.Inc()

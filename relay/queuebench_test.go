@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/sesrelay/sesrelay/config"
 	"github.com/sesrelay/sesrelay/queue"
 )
 
@@ -41,7 +42,7 @@ func TestQueueBenchmark(t *testing.T) {
 	}
 	var results []result
 	for _, mode := range []string{"direct", "queue"} {
-		h := startQueued(t, qOpts{mode: mode, quiet: true})
+		h := startQueued(t, qOpts{mode: mode, quiet: true, workers: config.DefaultQueue().Workers})
 		// Warm up: connections, the AUTH cache, the SDK's pool.
 		clients := make([]*smtp.Client, conc)
 		for i := range clients {
@@ -80,7 +81,7 @@ func TestQueueBenchmark(t *testing.T) {
 	// Half load: half of the lower throughput, for both modes.
 	half := min(results[0].rate, results[1].rate) / 2
 	for i, mode := range []string{"direct", "queue"} {
-		h := startQueued(t, qOpts{mode: mode, quiet: true})
+		h := startQueued(t, qOpts{mode: mode, quiet: true, workers: config.DefaultQueue().Workers})
 		clients := make([]*smtp.Client, conc)
 		for k := range clients {
 			c, err := smtp.Dial(h.addr)

@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -70,6 +71,7 @@ type qOpts struct {
 	respond func(n int, r *sestest.Request) sestest.Reply
 	yaml    string // replaces queueYAML
 	quiet   bool   // no test log (benchmarks)
+	workers int    // delivery workers; 0: 2
 }
 
 func startQueued(t *testing.T, o qOpts) *qHarness {
@@ -99,9 +101,10 @@ func startQueued(t *testing.T, o qOpts) *qHarness {
 		},
 		built: func(cfg *config.Config, srv *relay.Server, sender relay.Sender) {
 			limiter := sender.(*relay.RateLimiter)
+			workers := cmp.Or(o.workers, 2)
 			h.runner = h.q.NewRunner(queue.RunnerOptions{
 				Deliverer: srv.QueueDeliverer(limiter.Next()), Classify: relay.QueueClassify, Limiter: limiter,
-				Workers: 2, MinBackoff: cfg.Queue.MinBackoff, MaxBackoff: cfg.Queue.MaxBackoff, MaxAge: cfg.Queue.MaxAge,
+				Workers: workers, MinBackoff: cfg.Queue.MinBackoff, MaxBackoff: cfg.Queue.MaxBackoff, MaxAge: cfg.Queue.MaxAge,
 				OnDead: srv.QueueDSN(h.q),
 			})
 			if !o.norun {
