@@ -34,6 +34,7 @@ const (
 	opRename  writeOp = "rename"
 	opLink    writeOp = "link"
 	opSyncDir writeOp = "syncdir"
+	opSyncFS  writeOp = "syncfs"
 )
 
 func (q *Queue) fail(op writeOp, path string) error {
@@ -91,13 +92,21 @@ func (q *Queue) writeDurable(final string, noReplace bool, chunks ...[]byte) (er
 	if err := q.fail(opSync, final); err != nil {
 		return err
 	}
-	if err := ignoringEINTR(func() error { return unix.Fsync(fd) }); err != nil {
-		return &os.PathError{Op: "fsync", Path: tmp, Err: err}
+	if q.fsCommit == nil {
+		if err := ignoringEINTR(func() error { return unix.Fsync(fd) }); err != nil {
+			return &os.PathError{Op: "fsync", Path: tmp, Err: err}
+		}
 	}
 	err = unix.Close(fd)
 	fd = -1
 	if err != nil {
 		return &os.PathError{Op: "close", Path: tmp, Err: err}
+	}
+	if q.fsCommit != nil {
+		// One syncfs for every file written meanwhile (SyncFileSystem).
+		if err := q.fsCommit.sync(); err != nil {
+			return err
+		}
 	}
 	if err := q.fail(opRename, final); err != nil {
 		return err
@@ -262,6 +271,19 @@ func removeIfExists(path string) error {
 	return &os.PathError{Op: "remove", Path: path, Err: err}
 }
 
+// syncFS writes out everything written to the queue's file system
+// (syncfs(2): data and metadata of every file, then the device cache
+// flush, as fsync does for one file).
+func (q *Queue) syncFS() error {
+	if err := q.fail(opSyncFS, q.dir); err != nil {
+		return err
+	}
+	if err := ignoringEINTR(func() error { return unix.Syncfs(q.fsfd) }); err != nil {
+		return &os.PathError{Op: "syncfs", Path: q.dir, Err: err}
+	}
+	return nil
+}
+
 // syncDir makes the renames and removals in dir durable.
 func (q *Queue) syncDir(dir string) error {
 	if err := q.fail(opSyncDir, dir); err != nil {
@@ -323,20 +345,22 @@ func trimNL(b []byte) []byte {
 	return b
 }
 
-// dirCommit shares one directory fsync among concurrent callers (group
-// commit). A caller's rename or removal is done before it calls sync; it
-// joins the batch that has not started its fsync yet, and returns when an
-// fsync that started after its call has finished. So every caller still
-// waits for a directory fsync that covers its own change, but N callers
-// arriving together pay for one or two fsyncs instead of N.
-type dirCommit struct {
-	q   *Queue
-	dir string
+// groupCommit shares one sync (a directory fsync, or a syncfs of the
+// queue's file system) among concurrent callers. A caller's write,
+// rename or removal is done before it calls sync; it joins the batch
+// that has not started its sync yet, and returns when a sync that
+// started after its call has finished. So every caller still waits for a
+// sync that covers its own change, but N callers arriving together pay
+// for one or two syncs instead of N.
+type groupCommit struct {
+	q    *Queue
+	what string       // for logs: the directory, or "file system"
+	do   func() error // the sync
 
 	mu      sync.Mutex
 	cond    *sync.Cond
-	running bool         // an fsync is in progress
-	next    *commitBatch // callers waiting for the next fsync
+	running bool         // a sync is in progress
+	next    *commitBatch // callers waiting for the next sync
 	later   bool         // a background sync has not joined a batch yet
 }
 
@@ -345,15 +369,20 @@ type commitBatch struct {
 	err  error
 }
 
-func newDirCommit(q *Queue, dir string) *dirCommit {
-	c := &dirCommit{q: q, dir: dir}
+// newDirCommit shares fsyncs of dir.
+func newDirCommit(q *Queue, dir string) *groupCommit {
+	return newGroupCommit(q, dir, func() error { return q.syncDir(dir) })
+}
+
+func newGroupCommit(q *Queue, what string, do func() error) *groupCommit {
+	c := &groupCommit{q: q, what: what, do: do}
 	c.cond = sync.NewCond(&c.mu)
 	return c
 }
 
-// sync returns once an fsync of the directory that started after this
-// call has completed, with that fsync's error.
-func (c *dirCommit) sync() error {
+// sync returns once a sync that started after this call has completed,
+// with that sync's error.
+func (c *groupCommit) sync() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.next == nil {
@@ -366,10 +395,10 @@ func (c *dirCommit) sync() error {
 			continue
 		}
 		// Lead the batch: everyone who joined it so far is covered by
-		// the fsync about to start; later callers form the next batch.
+		// the sync about to start; later callers form the next batch.
 		c.running, c.next = true, nil
 		c.mu.Unlock()
-		err := c.q.syncDir(c.dir)
+		err := c.do()
 		c.mu.Lock()
 		b.done, b.err, c.running = true, err, false
 		c.cond.Broadcast()
@@ -383,7 +412,7 @@ func (c *dirCommit) sync() error {
 // delivered entries, where waiting would only delay the worker: if the
 // fsync is lost to a power failure, the entry is sent again (at least
 // once), and a process crash cannot lose it (the kernel has the change).
-func (c *dirCommit) syncLater() {
+func (c *groupCommit) syncLater() {
 	c.mu.Lock()
 	if c.later {
 		// The pending goroutine has not called sync yet: the fsync it
@@ -400,7 +429,7 @@ func (c *dirCommit) syncLater() {
 		if err := c.sync(); err != nil {
 			c.q.m.writeErrors.Inc()
 			c.q.log.Error("queue: directory fsync after removals failed; delivered entries may be sent again after a power loss",
-				zap.String("dir", c.dir), zap.Error(err))
+				zap.String("dir", c.what), zap.Error(err))
 		}
 	})
 }

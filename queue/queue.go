@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // Errors callers tell apart with errors.Is.
@@ -63,9 +64,29 @@ type Options struct {
 	Now   func() time.Time
 	NewID func() string
 
+	// Sync is how a new file is made durable before its rename:
+	// SyncFileSystem (the default) or SyncFile.
+	Sync SyncMode
+
 	// fault, in tests, makes a file-system step fail.
 	fault func(op writeOp, path string) error
 }
+
+// SyncMode chooses how Enqueue makes a written file durable.
+type SyncMode string
+
+const (
+	// SyncFileSystem: the files written by concurrent callers are made
+	// durable by one syncfs(2) of the queue's file system, shared by all
+	// of them (group commit), instead of one fsync each. On a file
+	// system of its own (a volume per replica) that is the queue's
+	// files alone; on a shared one the syncfs also writes out what other
+	// programs wrote, which can make it slower than SyncFile.
+	SyncFileSystem SyncMode = "filesystem"
+	// SyncFile: fsync each file (Postfix's way), cost independent of
+	// what else uses the file system.
+	SyncFile SyncMode = "file"
+)
 
 // Message is what Enqueue stores: one accepted message, its body once,
 // and per SES request its recipients and header block.
@@ -105,7 +126,11 @@ type Queue struct {
 
 	// commits share directory fsyncs among concurrent writers:
 	// [0] active/, [1] dead/.
-	commits [2]*dirCommit
+	commits [2]*groupCommit
+	// fsCommit shares syncfs calls among writers (SyncFileSystem); nil
+	// with SyncFile. fsfd is the queue directory, the handle of syncfs.
+	fsCommit *groupCommit
+	fsfd     int
 
 	// bg: background directory fsyncs (dirCommit.syncLater), waited
 	// for by Close.
@@ -141,10 +166,25 @@ func Open(dir string, o Options) (*Queue, error) {
 			return nil, fmt.Errorf("queue: %w", err)
 		}
 	}
+	switch o.Sync {
+	case "", SyncFileSystem, SyncFile:
+	default:
+		return nil, fmt.Errorf("queue: unknown sync mode %q", o.Sync)
+	}
 	lock, err := lockDir(dir)
 	if err != nil {
 		return nil, err
 	}
+	fsfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("queue: %w", &os.PathError{Op: "open", Path: dir, Err: err})
+	}
+	defer func() {
+		if err != nil {
+			unix.Close(fsfd)
+		}
+	}()
 	q := &Queue{
 		dir:          dir,
 		log:          o.Logger,
@@ -152,6 +192,7 @@ func Open(dir string, o Options) (*Queue, error) {
 		newID:        o.NewID,
 		fault:        o.fault,
 		lock:         lock,
+		fsfd:         fsfd,
 		limits:       o.Limits,
 		tenantLimits: o.TenantLimits,
 		items:        map[string]*item{},
@@ -170,11 +211,14 @@ func Open(dir string, o Options) (*Queue, error) {
 	}
 	q.commits[0] = newDirCommit(q, q.dirOf(false))
 	q.commits[1] = newDirCommit(q, q.dirOf(true))
+	if o.Sync != SyncFile {
+		q.fsCommit = newGroupCommit(q, "file system", q.syncFS)
+	}
 	if q.m, err = newMetrics(q, o.Registerer); err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("queue: metrics: %w", err)
 	}
-	if err := q.load(); err != nil {
+	if err = q.load(); err != nil {
 		q.m.unregister()
 		lock.Close()
 		return nil, err
@@ -194,6 +238,7 @@ func (q *Queue) Close() error {
 	q.bg.Wait()
 	q.mu.Lock()
 	q.m.unregister()
+	unix.Close(q.fsfd)
 	return q.lock.Close()
 }
 
