@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -646,74 +648,148 @@ func must[T any](v T, err error) T {
 	return v
 }
 
-// TestGroupCommitSharesDirectoryFsync: Enqueue calls running together
-// share directory fsyncs (fewer fsyncs of active/ than messages), every
-// one still returns only after an fsync that started after its rename,
-// and a failing shared fsync fails every Enqueue of its batch and leaves
-// none of their files.
-func TestGroupCommitSharesDirectoryFsync(t *testing.T) {
-	const n = 16
+// TestGroupCommitShares: Enqueue calls running together share the
+// directory fsyncs of active/ and the syncfs calls that make their files
+// durable (fewer of each than messages), and a failing shared sync
+// fails every Enqueue of its batch and leaves none of their files.
+func TestGroupCommitShares(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		op   writeOp
+	}{{"directory fsync", opSyncDir}, {"syncfs", opSyncFS}} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n = 16
+			var mu sync.Mutex
+			syncs, fail := 0, false
+			dir := t.TempDir()
+			q := openTest(t, dir, Options{fault: func(op writeOp, path string) error {
+				if op != tc.op || (op == opSyncDir && !strings.HasSuffix(path, activeDir)) {
+					return nil
+				}
+				mu.Lock()
+				syncs++
+				f := fail
+				mu.Unlock()
+				time.Sleep(20 * time.Millisecond) // a slow disk: the next callers queue up
+				if f {
+					return syscall.EIO
+				}
+				return nil
+			}})
+			mu.Lock()
+			syncs = 0
+			mu.Unlock()
+			run := func() []error {
+				errs := make([]error, n)
+				var wg sync.WaitGroup
+				for i := range n {
+					wg.Go(func() {
+						_, errs[i] = q.Enqueue(testMessage("acme", "a@x.example"))
+					})
+				}
+				wg.Wait()
+				return errs
+			}
+			for _, err := range run() {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			mu.Lock()
+			got := syncs
+			mu.Unlock()
+			if got < 1 || got >= n {
+				t.Errorf("%d syncs for %d concurrent Enqueue calls, want shared (1..%d)", got, n, n-1)
+			}
+			if l := q.List(""); len(l) != n {
+				t.Fatalf("%d entries listed", len(l))
+			}
+
+			mu.Lock()
+			fail = true
+			mu.Unlock()
+			for i, err := range run() {
+				if !errors.Is(err, ErrWrite) || !errors.Is(err, syscall.EIO) {
+					t.Errorf("Enqueue %d with a failing sync: %v", i, err)
+				}
+			}
+			if got := dirNames(t, filepath.Join(dir, activeDir)); len(got) != n {
+				t.Errorf("active/ has %d files after the failed batch, want the %d of the first", len(got), n)
+			}
+			if got := dirNames(t, filepath.Join(dir, incomingDir)); len(got) != 0 {
+				t.Errorf("incoming/ after the failed batch: %v", got)
+			}
+			if m, _ := q.Usage(""); m != n {
+				t.Errorf("%d messages counted", m)
+			}
+		})
+	}
+}
+
+// TestRenameOnlyAfterASyncfsOfItsWrite: with SyncFileSystem, a file is
+// renamed into active/ only after a syncfs that started after the file
+// was written has returned; with SyncFile there is no syncfs (each file
+// has its own fsync) and entries survive a reopen the same.
+func TestRenameOnlyAfterASyncfsOfItsWrite(t *testing.T) {
 	var mu sync.Mutex
-	syncs, fail := 0, false
+	started, finished := 0, 0 // syncfs calls
+	writtenAt := map[string]int{}
+	var bad []string
 	dir := t.TempDir()
 	q := openTest(t, dir, Options{fault: func(op writeOp, path string) error {
-		if op != opSyncDir || !strings.HasSuffix(path, activeDir) {
-			return nil
-		}
 		mu.Lock()
-		syncs++
-		f := fail
-		mu.Unlock()
-		time.Sleep(20 * time.Millisecond) // a slow disk: the next callers queue up
-		if f {
-			return syscall.EIO
+		defer mu.Unlock()
+		switch op {
+		case opWrite:
+			writtenAt[path] = started
+		case opSyncFS:
+			started++
+			mu.Unlock()
+			time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
+			mu.Lock()
+			finished++
+		case opRename:
+			if w, ok := writtenAt[path]; ok && (started <= w || finished <= w) {
+				bad = append(bad, path)
+			}
 		}
 		return nil
 	}})
-	mu.Lock()
-	syncs = 0
-	mu.Unlock()
-	run := func() []error {
-		errs := make([]error, n)
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_, errs[i] = q.Enqueue(testMessage("acme", "a@x.example"))
-			}()
-		}
-		wg.Wait()
-		return errs
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() {
+			if _, err := q.Enqueue(testMessage("acme", "a@x.example")); err != nil {
+				t.Error(err)
+			}
+		})
 	}
-	for _, err := range run() {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	mu.Lock()
-	got := syncs
-	mu.Unlock()
-	if got < 1 || got >= n {
-		t.Errorf("%d directory fsyncs for %d concurrent Enqueue calls, want shared (1..%d)", got, n, n-1)
-	}
-	if l := q.List(""); len(l) != n {
-		t.Fatalf("%d entries listed", len(l))
+	wg.Wait()
+	if len(bad) > 0 || started == 0 || started >= 32 {
+		t.Errorf("renamed before a syncfs covering the write: %v (%d syncfs for 32 messages)", bad, started)
 	}
 
-	mu.Lock()
-	fail = true
-	mu.Unlock()
-	for i, err := range run() {
-		if !errors.Is(err, ErrWrite) || !errors.Is(err, syscall.EIO) {
-			t.Errorf("Enqueue %d with a failing fsync: %v", i, err)
+	fileDir := t.TempDir()
+	var syncfs atomic.Int32
+	qf := openTest(t, fileDir, Options{Sync: SyncFile, fault: func(op writeOp, _ string) error {
+		if op == opSyncFS {
+			syncfs.Add(1)
 		}
+		return nil
+	}})
+	e, err := qf.Enqueue(testMessage("acme", "a@x.example"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := dirNames(t, filepath.Join(dir, activeDir)); len(got) != n {
-		t.Errorf("active/ has %d files after the failed batch, want the %d of the first", len(got), n)
+	if syncfs.Load() != 0 {
+		t.Errorf("SyncFile called syncfs %d times", syncfs.Load())
 	}
-	if m, _ := q.Usage(""); m != n {
-		t.Errorf("%d messages counted", m)
+	qf.Close()
+	qf = openTest(t, fileDir, Options{Sync: SyncFile})
+	if _, err := qf.Show(e.ID); err != nil {
+		t.Errorf("entry after reopen: %v", err)
+	}
+	if _, err := Open(t.TempDir(), Options{Sync: "sometimes"}); err == nil || !strings.Contains(err.Error(), `"sometimes"`) {
+		t.Errorf("unknown sync mode: %v", err)
 	}
 }
 
