@@ -25,6 +25,7 @@ var RestartKeys = []string{
 	"auth.max_concurrent_hashes",
 	"queue.dir",
 	"queue.workers",
+	"queue.sync",
 	"unsubscribe_server",
 	"suppression",
 }

@@ -25,6 +25,9 @@ type Queue struct {
 	MaxBytes    int64         `mapstructure:"max_bytes"`
 	MaxMessages int           `mapstructure:"max_messages"`
 	Workers     int           `mapstructure:"workers"`
+	// Sync is how a new queue file is made durable: "filesystem" (one
+	// syncfs shared by concurrent writers) or "file" (an fsync each).
+	Sync string `mapstructure:"sync"`
 	// BounceFrom is the From of delivery status notifications; empty
 	// means none are sent (dead messages are still logged and counted).
 	BounceFrom string `mapstructure:"bounce_from"`
@@ -45,6 +48,7 @@ func DefaultQueue() Queue {
 		MaxBackoff: 4000 * time.Second,
 		MaxAge:     5 * 24 * time.Hour,
 		Workers:    4,
+		Sync:       "filesystem",
 	}
 }
 
@@ -111,6 +115,9 @@ func (c *Config) validateQueue(p *problems) {
 	}
 	if q.Workers < 1 || q.Workers > 1000 {
 		p.add("queue.workers", "must be between 1 and 1000, got %d", q.Workers)
+	}
+	if q.Sync != "filesystem" && q.Sync != "file" {
+		p.add("queue.sync", `must be "filesystem" or "file", got %q`, q.Sync)
 	}
 	if q.BounceFrom != "" {
 		a, err := mail.ParseAddress(q.BounceFrom)

@@ -14,7 +14,7 @@
 // one body). On disk an entry is one or two files named by its id:
 //
 //	dir/lock             flock held by the one process using dir
-//	dir/incoming/        temporary files; all removed by Open
+//	dir/incoming/        files being written, spares; all removed by Open
 //	dir/active/ID.data   a meta line (JSON: tenant, sender, SES parameters,
 //	                     sizes, sha256 of the rest, per-request state, as
 //	                     accepted), then every header block, then the body
@@ -22,16 +22,21 @@
 //	dir/active/ID.meta   the current meta, once it changed after acceptance
 //	dir/dead/ID.{data,meta}  entries given up, until requeued or deleted
 //
-// Enqueue writes the data file through incoming/ (write, fsync, rename
-// into active/), then waits for an fsync of active/ that started after
-// its rename; only then does it return, and only then may the caller
-// answer 250. Concurrent Enqueue calls share that directory fsync (group
-// commit, dirCommit). The data file's presence in active/ is the commit
+// Enqueue writes the data file in incoming/, makes it durable (by
+// default it waits for a syncfs of the file system that started after
+// its write, shared with concurrent writers; with SyncFile an fsync of
+// the file), renames it into active/ without replacing any file, then
+// waits for an fsync of active/ that started after its rename; only then
+// does it return, and only then may the caller answer 250. Concurrent
+// Enqueue calls share those syncs (group commit, groupCommit). A
+// delivered entry's file becomes a spare that a later write overwrites
+// (files.go), so the steady state allocates no inode per message. The
+// data file's presence in active/ is the commit
 // point: it is complete before its rename, so there is no half entry. Every
 // later change of an entry (attempts, a request accepted by SES, the next
 // attempt) writes the meta file the same way, so a reader sees the old or
 // the new state, never a mix; a meta file supersedes the data file's meta
-// line. A removal deletes the data file first, then the meta file, so an
+// line. A removal takes the data file out first, then the meta file, so an
 // interrupted removal leaves a meta file without data (removed by Open),
 // never the acceptance state alone.
 //

@@ -24,7 +24,7 @@ import (
 // Reload: the limits (queue.max_bytes, queue.max_messages,
 // tenants[].queue), the timings (queue.min_backoff, queue.max_backoff,
 // queue.max_age), queue.bounce_from and the delivery modes take effect at
-// once; queue.dir and queue.workers need a restart (config.RestartKeys).
+// once; queue.dir, queue.workers and queue.sync need a restart (config.RestartKeys).
 
 // daemonQueue is the daemon's queue and its workers (nil without
 // queue.dir).
@@ -53,7 +53,7 @@ func openQueue(cfg *config.Config, reg prometheus.Registerer, log *zap.Logger) (
 	}
 	global, tenants := queueLimits(cfg)
 	q, err := queue.Open(cfg.Queue.Dir, queue.Options{
-		Limits: global, TenantLimits: tenants, Registerer: reg,
+		Limits: global, TenantLimits: tenants, Registerer: reg, Sync: queue.SyncMode(cfg.Queue.Sync),
 		Logger: log.With(zap.String("component", "queue")),
 	})
 	if err != nil {
