@@ -252,7 +252,8 @@ func (q *Queue) recycle(path string, size int64) error {
 		q.spareMu.Lock()
 		if len(q.spares) < maxSpares {
 			name := filepath.Join(q.dir, incomingDir, "spare-"+strconv.FormatUint(q.tmpSeq.Add(1), 10))
-			if err := os.Rename(path, name); err == nil {
+			// unix.Rename: os.Rename would lstat name first.
+			if err := unix.Rename(path, name); err == nil {
 				q.spares = append(q.spares, spare{name, size})
 				q.spareMu.Unlock()
 				return nil
@@ -289,12 +290,15 @@ func (q *Queue) syncDir(dir string) error {
 	if err := q.fail(opSyncDir, dir); err != nil {
 		return err
 	}
-	d, err := os.Open(dir)
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return &os.PathError{Op: "open", Path: dir, Err: err}
 	}
-	defer d.Close()
-	return d.Sync()
+	defer unix.Close(fd)
+	if err := ignoringEINTR(func() error { return unix.Fsync(fd) }); err != nil {
+		return &os.PathError{Op: "fsync", Path: dir, Err: err}
+	}
+	return nil
 }
 
 // link makes a hard link, replacing a leftover newname.

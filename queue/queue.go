@@ -633,14 +633,37 @@ func (q *Queue) readMeta(dead bool, id string, hasMeta bool) (*Entry, error) {
 
 // readData loads e's data file into e and checks its digest.
 func (q *Queue) readData(e *Entry) error {
-	b, err := os.ReadFile(q.path(e.Dead, e.ID, dataSuffix))
+	path := q.path(e.Dead, e.ID, dataSuffix)
+	if e.off < 0 || e.Size < 0 {
+		return fmt.Errorf("data file of %s: bad offsets in its meta", e.ID)
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	if e.off < 0 || e.off > int64(len(b)) {
-		return fmt.Errorf("data file of %s is shorter than its meta line", e.ID)
+	defer unix.Close(fd)
+	// One byte more than the meta says: a longer file is as wrong as a
+	// shorter one.
+	b := make([]byte, e.Size+1)
+	n := 0
+	for n < len(b) {
+		var k int
+		err := ignoringEINTR(func() (err error) {
+			k, err = unix.Pread(fd, b[n:], e.off+int64(n))
+			return err
+		})
+		if err != nil {
+			return &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if k == 0 {
+			break
+		}
+		n += k
 	}
-	b = b[e.off:]
+	if int64(n) != e.Size {
+		return fmt.Errorf("data file of %s has %d bytes after its meta line, its meta says %d", e.ID, n, e.Size)
+	}
+	b = b[:n]
 	sum := sha256.Sum256(b)
 	if hex.EncodeToString(sum[:]) != e.SHA256 {
 		return fmt.Errorf("data file of %s does not match its sha256", e.ID)
