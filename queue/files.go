@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -365,7 +366,12 @@ type groupCommit struct {
 	cond    *sync.Cond
 	running bool         // a sync is in progress
 	next    *commitBatch // callers waiting for the next sync
-	later   bool         // a background sync has not joined a batch yet
+
+	// Syncs are numbered from 1 as they start; completed is the number
+	// of the last one that finished (they run one at a time).
+	started, completed uint64
+	later              bool   // syncLater has a goroutine waiting
+	laterGen           uint64 // started when syncLater was last called
 }
 
 type commitBatch struct {
@@ -401,35 +407,52 @@ func (c *groupCommit) sync() error {
 		// Lead the batch: everyone who joined it so far is covered by
 		// the sync about to start; later callers form the next batch.
 		c.running, c.next = true, nil
+		c.started++
+		n := c.started
 		c.mu.Unlock()
 		err := c.do()
 		c.mu.Lock()
+		if err == nil {
+			c.completed = n
+		}
 		b.done, b.err, c.running = true, err, false
 		c.cond.Broadcast()
 	}
 	return b.err
 }
 
-// syncLater makes the changes done before the call durable without
-// waiting for it: a background goroutine joins the next batch (often
-// one that concurrent Enqueue calls start anyway). Used for removals of
-// delivered entries, where waiting would only delay the worker: if the
-// fsync is lost to a power failure, the entry is sent again (at least
-// once), and a process crash cannot lose it (the kernel has the change).
+// syncLater makes the changes done before the call durable soon,
+// without waiting: within laterDelay a sync that started after the call
+// has run, either one that other callers needed anyway (Enqueue calls
+// share the directory fsyncs of active/ with the removals) or, if none
+// did, one of its own. Used for removals of delivered entries, where
+// waiting would only delay the worker: if the fsync is lost to a power
+// failure, the entry is sent again (at least once), and a process crash
+// cannot lose it (the kernel has the change). Close runs the pending
+// sync at once.
 func (c *groupCommit) syncLater() {
 	c.mu.Lock()
-	if c.later {
-		// The pending goroutine has not called sync yet: the fsync it
-		// joins starts after this change.
-		c.mu.Unlock()
-		return
-	}
+	c.laterGen = c.started // a sync numbered above this one covers the change
+	pending := c.later
 	c.later = true
 	c.mu.Unlock()
+	if pending {
+		return
+	}
 	c.q.bg.Go(func() {
+		t := time.NewTimer(laterDelay)
+		select {
+		case <-t.C:
+		case <-c.q.closing:
+			t.Stop()
+		}
 		c.mu.Lock()
 		c.later = false
+		covered := c.completed > c.laterGen
 		c.mu.Unlock()
+		if covered {
+			return
+		}
 		if err := c.sync(); err != nil {
 			c.q.m.writeErrors.Inc()
 			c.q.log.Error("queue: directory fsync after removals failed; delivered entries may be sent again after a power loss",
@@ -437,3 +460,6 @@ func (c *groupCommit) syncLater() {
 		}
 	})
 }
+
+// laterDelay bounds how long a removal waits for a directory fsync.
+const laterDelay = 100 * time.Millisecond

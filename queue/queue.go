@@ -132,9 +132,10 @@ type Queue struct {
 	fsCommit *groupCommit
 	fsfd     int
 
-	// bg: background directory fsyncs (dirCommit.syncLater), waited
-	// for by Close.
-	bg sync.WaitGroup
+	// bg: background directory fsyncs (groupCommit.syncLater), waited
+	// for by Close; closing is closed by Close to run them at once.
+	bg      sync.WaitGroup
+	closing chan struct{}
 
 	// spares: files in incoming/ ready to be written over (files.go).
 	spareMu sync.Mutex
@@ -199,6 +200,7 @@ func Open(dir string, o Options) (*Queue, error) {
 		usage:        map[string]*usage{},
 		dead:         map[string]int{},
 		wake:         make(chan struct{}, 1),
+		closing:      make(chan struct{}),
 	}
 	if q.log == nil {
 		q.log = zap.NewNop()
@@ -234,6 +236,7 @@ func (q *Queue) Close() error {
 		return nil
 	}
 	q.closed = true
+	close(q.closing)
 	q.mu.Unlock()
 	q.bg.Wait()
 	q.mu.Lock()

@@ -5,8 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func inode(t *testing.T, path string) uint64 {
@@ -129,5 +131,46 @@ func TestEnqueueNeverReplacesAFile(t *testing.T) {
 	}
 	if len(dirNames(t, filepath.Join(dir, incomingDir))) != 0 {
 		t.Error("temporary file left in incoming/")
+	}
+}
+
+// TestRemovalSyncJoinsOthersOrRunsSoon: the directory fsync after a
+// removal (syncLater) is skipped when another fsync of the directory
+// started after it, runs on its own within laterDelay otherwise, and
+// runs at once when the queue closes.
+func TestRemovalSyncJoinsOthersOrRunsSoon(t *testing.T) {
+	var syncs atomic.Int32
+	q := openTest(t, t.TempDir(), Options{fault: func(op writeOp, path string) error {
+		if op == opSyncDir && strings.HasSuffix(path, activeDir) {
+			syncs.Add(1)
+		}
+		return nil
+	}})
+	c := q.commits[0]
+	syncs.Store(0) // Open's own
+
+	c.syncLater()
+	if err := c.sync(); err != nil { // an Enqueue's fsync, after the removal
+		t.Fatal(err)
+	}
+	time.Sleep(3 * laterDelay)
+	if n := syncs.Load(); n != 1 {
+		t.Errorf("removal then another fsync: %d fsyncs, want 1 (shared)", n)
+	}
+
+	syncs.Store(0)
+	c.syncLater()
+	c.syncLater()
+	time.Sleep(3 * laterDelay)
+	if n := syncs.Load(); n != 1 {
+		t.Errorf("removals alone: %d fsyncs after %v, want 1", n, 3*laterDelay)
+	}
+
+	syncs.Store(0)
+	c.syncLater()
+	t0 := time.Now()
+	q.Close()
+	if n, d := syncs.Load(), time.Since(t0); n != 1 || d >= laterDelay {
+		t.Errorf("Close with a pending removal: %d fsyncs in %v, want 1 at once", n, d)
 	}
 }
