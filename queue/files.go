@@ -48,24 +48,52 @@ func (q *Queue) fail(op writeOp, path string) error {
 	return nil
 }
 
-// writeDurable writes chunks to a file in incoming/ (a spare when one is
-// free, else a new temporary file), fsyncs it and renames it to final.
-// The caller fsyncs final's directory. On error nothing is left under
-// either name's directory by this call. With noReplace the rename fails
-// with an error wrapping os.ErrExist when final exists (the file stays a
-// spare).
+// writeDurable writes chunks to a file in incoming/ (writeFile), makes
+// it durable, and renames it to final. The caller fsyncs final's
+// directory. On error nothing is left under either name's directory by
+// this call. With noReplace the rename fails with an error wrapping
+// os.ErrExist when final exists.
+func (q *Queue) writeDurable(final string, noReplace bool, chunks ...[]byte) error {
+	tmp, err := q.writeFile(final, chunks)
+	if err != nil {
+		return err
+	}
+	if q.fsCommit != nil {
+		// One syncfs for every file written meanwhile (SyncFileSystem).
+		err = q.fsCommit.sync()
+	}
+	if err == nil {
+		err = q.fail(opRename, final)
+	}
+	if err == nil {
+		if noReplace {
+			err = renameNoReplace(tmp, final)
+		} else {
+			err = os.Rename(tmp, final)
+		}
+	}
+	if err != nil {
+		unix.Unlink(tmp)
+	}
+	return err
+}
+
+// writeFile writes chunks to a file in incoming/ (a spare when one is
+// free, else a new temporary file) that is to become final, and returns
+// its name. With SyncFile it is fsynced; with SyncFileSystem the caller
+// waits for a syncfs before renaming it. On error it leaves no file.
 //
 // The file is handled through its descriptor alone (no os.File, whose
 // poller registration costs two system calls on a regular file) and
-// written with one writev: the whole durable write is open, writev,
-// fsync, close and rename, plus ftruncate when a spare was longer.
-func (q *Queue) writeDurable(final string, noReplace bool, chunks ...[]byte) (err error) {
+// written with one writev: open, writev, close, plus ftruncate when a
+// spare was longer, and fsync with SyncFile.
+func (q *Queue) writeFile(final string, chunks [][]byte) (_ string, err error) {
 	if err := q.fail(opCreate, final); err != nil {
-		return err
+		return "", err
 	}
 	fd, tmp, oldSize, err := q.openSpare()
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer func() {
 		if fd >= 0 {
@@ -80,42 +108,30 @@ func (q *Queue) writeDurable(final string, noReplace bool, chunks ...[]byte) (er
 		n += int64(len(c))
 	}
 	if err := q.fail(opWrite, final); err != nil {
-		return err
+		return "", err
 	}
 	if err := writeAll(fd, chunks); err != nil {
-		return &os.PathError{Op: "write", Path: tmp, Err: err}
+		return "", &os.PathError{Op: "write", Path: tmp, Err: err}
 	}
 	if oldSize > n {
 		if err := unix.Ftruncate(fd, n); err != nil {
-			return &os.PathError{Op: "truncate", Path: tmp, Err: err}
+			return "", &os.PathError{Op: "truncate", Path: tmp, Err: err}
 		}
 	}
 	if err := q.fail(opSync, final); err != nil {
-		return err
+		return "", err
 	}
 	if q.fsCommit == nil {
 		if err := ignoringEINTR(func() error { return unix.Fsync(fd) }); err != nil {
-			return &os.PathError{Op: "fsync", Path: tmp, Err: err}
+			return "", &os.PathError{Op: "fsync", Path: tmp, Err: err}
 		}
 	}
 	err = unix.Close(fd)
 	fd = -1
 	if err != nil {
-		return &os.PathError{Op: "close", Path: tmp, Err: err}
+		return "", &os.PathError{Op: "close", Path: tmp, Err: err}
 	}
-	if q.fsCommit != nil {
-		// One syncfs for every file written meanwhile (SyncFileSystem).
-		if err := q.fsCommit.sync(); err != nil {
-			return err
-		}
-	}
-	if err := q.fail(opRename, final); err != nil {
-		return err
-	}
-	if noReplace {
-		return renameNoReplace(tmp, final)
-	}
-	return os.Rename(tmp, final)
+	return tmp, nil
 }
 
 // writeAll writes chunks from the file's current offset with writev,
@@ -463,3 +479,106 @@ func (c *groupCommit) syncLater() {
 
 // laterDelay bounds how long a removal waits for a directory fsync.
 const laterDelay = 100 * time.Millisecond
+
+// entryCommit is the commit of new entries, one batch at a time: the
+// callers of the moment hand over their written files; the first of them
+// leads the batch: one syncfs for all the files (SyncFileSystem), every
+// rename into active/ (never replacing a file), then one fsync of
+// active/ (shared with other writers of active/), and wakes them all.
+// The next batch's syncfs may start while this one's directory fsync
+// runs. Compared with each caller renaming its own file after the
+// syncfs, the whole batch is in one directory fsync: no caller that woke
+// a little late waits for a second one.
+type entryCommit struct {
+	q *Queue
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	running bool // a leader is syncing and renaming
+	next    *entryBatch
+}
+
+type entryBatch struct {
+	files []*pendingFile
+	done  bool
+}
+
+type pendingFile struct {
+	tmp, final string
+	err        error
+}
+
+func newEntryCommit(q *Queue) *entryCommit {
+	c := &entryCommit{q: q}
+	c.cond = sync.NewCond(&c.mu)
+	return c
+}
+
+// commit makes tmp durable, renames it to final (in active/) without
+// replacing a file, and fsyncs active/; it returns when all of that is
+// done for its file, by itself or by the leader of its batch. On error
+// tmp is gone, and final too unless the error wraps os.ErrExist (then
+// final is another file, left alone).
+func (c *entryCommit) commit(tmp, final string) error {
+	p := &pendingFile{tmp: tmp, final: final}
+	c.mu.Lock()
+	if c.next == nil {
+		c.next = &entryBatch{}
+	}
+	b := c.next
+	b.files = append(b.files, p)
+	for !b.done {
+		if c.running || c.next != b {
+			c.cond.Wait()
+			continue
+		}
+		c.running, c.next = true, nil
+		c.mu.Unlock()
+		c.lead(b)
+		c.mu.Lock()
+		b.done = true
+		c.cond.Broadcast()
+	}
+	c.mu.Unlock()
+	return p.err
+}
+
+// lead commits batch b; it is called without c.mu and clears running
+// once the renames are done, so that the next batch can start.
+func (c *entryCommit) lead(b *entryBatch) {
+	q := c.q
+	var err error
+	if q.fsCommit != nil {
+		err = q.fsCommit.sync()
+	}
+	renamed := 0
+	for _, p := range b.files {
+		p.err = err
+		if p.err == nil {
+			p.err = q.fail(opRename, p.final)
+		}
+		if p.err == nil {
+			p.err = renameNoReplace(p.tmp, p.final)
+		}
+		if p.err != nil {
+			unix.Unlink(p.tmp)
+			continue
+		}
+		renamed++
+	}
+	c.mu.Lock()
+	c.running = false
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	if renamed == 0 {
+		return
+	}
+	if err := q.commitDir(false); err != nil {
+		for _, p := range b.files {
+			if p.err == nil {
+				p.err = err
+				unix.Unlink(p.final)
+			}
+		}
+	}
+}

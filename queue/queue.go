@@ -131,6 +131,8 @@ type Queue struct {
 	// with SyncFile. fsfd is the queue directory, the handle of syncfs.
 	fsCommit *groupCommit
 	fsfd     int
+	// entries commits new entries in batches (files.go).
+	entries *entryCommit
 
 	// bg: background directory fsyncs (groupCommit.syncLater), waited
 	// for by Close; closing is closed by Close to run them at once.
@@ -216,6 +218,7 @@ func Open(dir string, o Options) (*Queue, error) {
 	if o.Sync != SyncFile {
 		q.fsCommit = newGroupCommit(q, "file system", q.syncFS)
 	}
+	q.entries = newEntryCommit(q)
 	if q.m, err = newMetrics(q, o.Registerer); err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("queue: metrics: %w", err)
@@ -409,14 +412,11 @@ func (q *Queue) freshID() (string, error) {
 // wrapping os.ErrExist and leaves that file alone.
 func (q *Queue) writeEntry(e *Entry, chunks [][]byte) error {
 	data := q.path(false, e.ID, dataSuffix)
-	if err := q.writeDurable(data, true, chunks...); err != nil {
+	tmp, err := q.writeFile(data, chunks)
+	if err != nil {
 		return err
 	}
-	if err := q.commitDir(false); err != nil {
-		os.Remove(data)
-		return err
-	}
-	return nil
+	return q.entries.commit(tmp, data)
 }
 
 // reserve counts size bytes and one message for tenant, or returns an
