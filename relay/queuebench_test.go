@@ -37,6 +37,7 @@ func TestQueueBenchmark(t *testing.T) {
 	type result struct {
 		mode                string
 		rate, p50, p99, cpu float64
+		cs                  float64 // context switches per message
 		halfP50, halfP99    float64
 		drained             time.Duration
 	}
@@ -65,13 +66,14 @@ func TestQueueBenchmark(t *testing.T) {
 		}
 		r := result{mode: mode}
 		calls0 := len(h.ses.Requests())
-		cpu0 := processCPU()
+		cpu0, cs0 := processCPU(), contextSwitches()
 		rate, lat, _ := paced(t, clients, n, 0, 0, sendOne)
 		t0 := time.Now()
 		waitFor(t, "drain", func() bool { return len(h.ses.Requests())-calls0 >= n })
 		r.drained = time.Since(t0)
 		cpuAll := processCPU() - cpu0 // until SES has every message
 		r.rate, r.cpu = rate, float64(cpuAll.Microseconds())/1000/float64(n)
+		r.cs = float64(contextSwitches()-cs0) / float64(n)
 		r.p50, r.p99 = pct(lat, 50), pct(lat, 99)
 		results = append(results, r)
 		for _, c := range clients {
@@ -121,9 +123,9 @@ func TestQueueBenchmark(t *testing.T) {
 		enq = append(enq, time.Since(t0))
 	}
 
-	fmt.Printf("\n| mode | msg/s (c=%d) | reply p50 | reply p99 | CPU/msg (until SES has all) | drain after last reply | half load (%.0f msg/s) p50 / p99 |\n|---|---|---|---|---|---|---|\n", conc, half)
+	fmt.Printf("\n| mode | msg/s (c=%d) | reply p50 | reply p99 | CPU/msg (until SES has all) | context switches/msg | drain after last reply | half load (%.0f msg/s) p50 / p99 |\n|---|---|---|---|---|---|---|---|\n", conc, half)
 	for _, r := range results {
-		fmt.Printf("| %s | %.0f | %.2f ms | %.2f ms | %.3f ms | %s | %.2f / %.2f ms |\n", r.mode, r.rate, r.p50, r.p99, r.cpu,
+		fmt.Printf("| %s | %.0f | %.2f ms | %.2f ms | %.3f ms | %.1f | %s | %.2f / %.2f ms |\n", r.mode, r.rate, r.p50, r.p99, r.cpu, r.cs,
 			r.drained.Round(time.Millisecond), r.halfP50, r.halfP99)
 	}
 	fmt.Printf("\nqueue/direct throughput: %.0f%%\n", 100*results[1].rate/results[0].rate)
@@ -180,6 +182,14 @@ func pct(d []time.Duration, p int) float64 {
 		i--
 	}
 	return float64(s[i].Microseconds()) / 1000
+}
+
+// contextSwitches counts the process's voluntary and involuntary
+// context switches (all threads).
+func contextSwitches() int64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Nvcsw + ru.Nivcsw
 }
 
 func processCPU() time.Duration {
