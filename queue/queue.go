@@ -766,7 +766,12 @@ func (q *Queue) removeDelivered(e *Entry) error {
 	if err := q.recycle(q.path(false, e.ID, dataSuffix), e.off+e.Size); err != nil {
 		return err
 	}
-	removeIfExists(q.path(false, e.ID, metaSuffix))
+	// A meta file exists only once one was written (Seq grows with each
+	// try) or in format 1. Were one left behind, Open would remove it: a
+	// meta file without its data file is an interrupted removal.
+	if e.Seq > 1 || e.Version < metaVersion {
+		removeIfExists(q.path(false, e.ID, metaSuffix))
+	}
 	q.commits[0].syncLater()
 	return nil
 }

@@ -63,7 +63,8 @@ func startRunner(t *testing.T, q *Queue, o RunnerOptions) *Runner {
 }
 
 func TestRunnerDeliversEveryRequestOnce(t *testing.T) {
-	q := openTest(t, t.TempDir(), Options{})
+	dir := t.TempDir()
+	q := openTest(t, dir, Options{})
 	ses := &fakeSES{}
 	var limited []string
 	var mu sync.Mutex
@@ -90,6 +91,10 @@ func TestRunnerDeliversEveryRequestOnce(t *testing.T) {
 	}
 	if len(q.List("")) != 0 {
 		t.Error("delivered entries still listed")
+	}
+	// a had a meta file (request 0 accepted before request 1): gone too.
+	if names := dirNames(t, dir+"/"+activeDir); len(names) != 0 {
+		t.Errorf("active/ after delivery: %v", names)
 	}
 }
 
