@@ -192,6 +192,22 @@ func (o *orchestrator) report(n int) {
 				f2(o.med(n, l, func(s *sample) float64 { return s.Load.Seconds })), f0(o.med(n, l, failed))})
 		}
 		o.table([]string{fmt.Sprintf("server (%s)", what), "RSS before MiB", "peak RSS polled MiB", "VmHWM MiB", "VmHWM / size", "(VmHWM − before) / size", "DATA→reply s", "failed"}, rows)
+	case 7:
+		var rows [][]string
+		for _, l := range []string{s7Direct, s7Queue, s7DirectHalf, s7QueueHalf} {
+			r := "1"
+			switch l {
+			case s7Queue:
+				r = pct(o.medOf(n, l, s7Direct, perSec, ratioOf))
+			case s7DirectHalf, s7QueueHalf:
+				r = "–"
+			}
+			rows = append(rows, []string{l, f0(o.med(n, l, offered)), f0(o.med(n, l, perSec)), r,
+				f3(o.med(n, l, p50)), f3(o.med(n, l, p99)), f3(o.med(n, l, cpuPerMsg)),
+				f3(o.med(n, l, func(s *sample) float64 { return s.StubCPUPerMsg })),
+				f0(o.med(n, l, func(s *sample) float64 { return float64(s.StubCalls) })), f0(o.med(n, l, failed))})
+		}
+		o.table([]string{"server", "offered msg/s", "msg/s", "× direct", "reply p50 ms", "reply p99 ms", "server CPU ms/msg", "stand-in CPU ms/msg", "SES calls (whole life)", "failed"}, rows)
 	case 5:
 		var rows [][]string
 		for _, l := range []string{s1HTTP, s1Base} {

@@ -102,7 +102,7 @@ const (
 func runMain(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
 	var o runOpts
-	scen := fs.String("scenario", "1..5", `scenarios: "1", "1,3", "1..6", or "none" (with --profile)`)
+	scen := fs.String("scenario", "1..5", `scenarios: "1", "1,3", "1..7", or "none" (with --profile)`)
 	fs.IntVar(&o.runs, "runs", 3, "runs per scenario (medians are reported)")
 	fs.StringVar(&o.relayBin, "relay-bin", "/tmp/sesrelay", "the sesrelay binary")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured window of each throughput measurement")
@@ -204,8 +204,8 @@ func parseScenarios(s string) ([]int, error) {
 		if isRange {
 			b, err2 = strconv.Atoi(hi)
 		}
-		if err1 != nil || err2 != nil || a < 1 || b > 6 || a > b {
-			return nil, fmt.Errorf("bad --scenario %q: want numbers 1 to 6, like 1,3 or 1..6", s)
+		if err1 != nil || err2 != nil || a < 1 || b > 7 || a > b {
+			return nil, fmt.Errorf("bad --scenario %q: want numbers 1 to 7, like 1,3 or 1..7", s)
 		}
 		for i := a; i <= b; i++ {
 			if !slices.Contains(out, i) {
@@ -296,6 +296,7 @@ type variant struct {
 	name    string
 	stubTLS bool
 	dkim    string // "", "rsa" or "ed25519"
+	queue   bool   // delivery.mode queue, queue.dir in the run's directory
 }
 
 func (o *orchestrator) startBaseline(tag string) (*server, error) {
@@ -379,7 +380,11 @@ func (o *orchestrator) startRelay(tag string, v variant) (*server, error) {
 		keyFile = o.keys[v.dkim]
 	}
 	cfgFile := filepath.Join(o.dir, tag+"-relay.yaml")
-	if err := os.WriteFile(cfgFile, []byte(relayConfig(s.addr, s.adminAddr, s.stubURL, o.hash, keyFile)), 0o600); err != nil {
+	queueDir := ""
+	if v.queue {
+		queueDir = filepath.Join(o.dir, tag+"-queue")
+	}
+	if err := os.WriteFile(cfgFile, []byte(relayConfig(s.addr, s.adminAddr, s.stubURL, o.hash, keyFile, queueDir)), 0o600); err != nil {
 		s.stop()
 		return nil, err
 	}
@@ -418,9 +423,14 @@ func (o *orchestrator) startRelay(tag string, v variant) (*server, error) {
 
 // relayConfig is the relay's configuration file: one STARTTLS listener,
 // the stand-in as the SES endpoint, one tenant, DKIM when keyFile is set,
-// the admin listener (metrics, and pprof for --profile) on loopback.
-// Connection limits are out of the way; everything else is the default.
-func relayConfig(addr, adminAddr, stubURL, hash, keyFile string) string {
+// queue mode with its queue in queueDir when that is set, the admin
+// listener (metrics, and pprof for --profile) on loopback. Connection
+// limits are out of the way; everything else is the default.
+func relayConfig(addr, adminAddr, stubURL, hash, keyFile, queueDir string) string {
+	delivery := "delivery: {sender: ses}\n"
+	if queueDir != "" {
+		delivery = fmt.Sprintf("delivery: {sender: ses, mode: queue}\nqueue: {dir: %q}\n", queueDir)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `# Written by "bench run".
 server:
@@ -432,13 +442,12 @@ server:
   max_connections_per_ip: 0
 admin: {address: %q, pprof: true}
 log: {level: warn, format: json}
-delivery: {sender: ses}
-ses: {region: us-east-1, endpoint: %q, timeout: 30s, max_attempts: 1}
+%sses: {region: us-east-1, endpoint: %q, timeout: 30s, max_attempts: 1}
 tenants:
   - name: bench
     users: [{username: %q, password_hash: %q}]
     domains: [%q]
-`, addr, adminAddr, stubURL, benchUser, hash, benchDomain)
+`, addr, adminAddr, delivery, stubURL, benchUser, hash, benchDomain)
 	if keyFile != "" {
 		fmt.Fprintf(&b, "    dkim: [{domain: %q, selector: s1, key_file: %q}]\n", benchDomain, keyFile)
 	}
@@ -591,6 +600,8 @@ func (o *orchestrator) scenario(ctx context.Context, n int) error {
 		case 5:
 			err = o.pair(ctx, tag, n, run, []variant{{name: "relay (SES over HTTP)"}}, false,
 				loadConfig{Mode: modePersistent, Conns: 1, Idle: o.idle, MaxSetup: o.idlePar, Timeout: time.Minute})
+		case 7:
+			err = o.scenario7(ctx, tag, run)
 		}
 		if err != nil {
 			return fmt.Errorf("scenario %d run %d: %w", n, run, err)
@@ -691,6 +702,49 @@ func (o *orchestrator) scenario1(ctx context.Context, tag string, run int) error
 	}
 	_, err = o.measure(ctx, b, 1, run, s1BaseHalf, o.throughput(modePersistent, half))
 	return err
+}
+
+// Labels of scenario 7.
+const (
+	s7Direct     = "relay, direct mode"
+	s7Queue      = "relay, queue mode"
+	s7DirectHalf = s7Direct + halfSuffix
+	s7QueueHalf  = s7Queue + halfSuffix
+)
+
+// scenario7 is issue 16's comparison: the relay in queue mode (250 once
+// the message is durably queued, workers send it) against direct mode
+// (250 once SES accepted it), each a fresh process with a fresh queue,
+// peak throughput closed-loop, then latency open-loop at half of the
+// lower peak, the same offered rate for both.
+func (o *orchestrator) scenario7(ctx context.Context, tag string, run int) error {
+	peak := map[string]float64{}
+	vs := []variant{{name: s7Direct}, {name: s7Queue, queue: true}}
+	for i, v := range vs {
+		s, err := o.startRelay(fmt.Sprintf("%s-v%d", tag, i), v)
+		if err != nil {
+			return err
+		}
+		sm, err := o.measure(ctx, s, 7, run, v.name, o.throughput(modePersistent, 0))
+		s.stop()
+		if err != nil {
+			return err
+		}
+		peak[v.name] = sm.Load.PerSec
+	}
+	half := min(peak[s7Direct], peak[s7Queue]) / 2
+	for i, v := range vs {
+		s, err := o.startRelay(fmt.Sprintf("%s-h%d", tag, i), v)
+		if err != nil {
+			return err
+		}
+		_, err = o.measure(ctx, s, 7, run, v.name+halfSuffix, o.throughput(modePersistent, half))
+		s.stop()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // takeProfile runs one more load (SES over HTTP) while profiling the
