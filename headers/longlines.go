@@ -97,7 +97,20 @@ func encodeEntity(h *textproto.Header, body []byte, depth int) (out []byte, chan
 		if err != nil {
 			return body, false
 		}
-		return encodeQP(dec), true
+		out := encodeQP(dec)
+		// A body whose last line ends in a soft line break ("=") has
+		// content without a final line break, also when the message's
+		// closing CRLF follows it; the new body must end the same way,
+		// or that CRLF would become content.
+		crlfEnd := bytes.HasSuffix(body, []byte("\r\n"))
+		last := bytes.TrimRight(bytes.TrimSuffix(body, []byte("\r\n")), " \t")
+		if bytes.HasSuffix(last, []byte("=")) && len(out) > 0 && !bytes.HasSuffix(out, []byte("\r\n")) {
+			out = append(out, '=')
+			if crlfEnd {
+				out = append(out, "\r\n"...)
+			}
+		}
+		return out, true
 	case "base64":
 		dec, err := base64.StdEncoding.DecodeString(string(bytes.Map(dropSpace, body)))
 		if err != nil {

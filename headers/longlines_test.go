@@ -94,6 +94,31 @@ func TestEncodeLongLinesPlain(t *testing.T) {
 	checkEncoded(t, in, out)
 }
 
+// TestEncodeLongLinesQPSoftEnd: a quoted-printable body whose last line
+// ends in a soft line break has content without a final line break; the
+// re-encoded body keeps it so (the message's closing CRLF must not become
+// content). Found by FuzzEncodeLongLines.
+func TestEncodeLongLinesQPSoftEnd(t *testing.T) {
+	for _, end := range []string{"=\r\n", "=  \r\n", "\r\n"} {
+		in := []byte("From: a@shop.example\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" + strings.Repeat("x", 1200) + end)
+		out := EncodeLongLines(in, RejectBareNewlines)
+		if bytes.Equal(out, in) {
+			t.Fatalf("%q: not encoded", end)
+		}
+		checkEncoded(t, in, out)
+		// What is sent: Read ends every message with CRLF.
+		m, err := Read(out, RejectBareNewlines)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := decodedParts(t, in, 0)
+		got, err := decodedParts(t, m.Bytes(), 0)
+		if err != nil || len(got) != 1 || got[0] != want[0] {
+			t.Errorf("%q: sent body decodes to %q, want %q (%v)", end, got, want, err)
+		}
+	}
+}
+
 func TestEncodeLongLinesOnlyAffectedPart(t *testing.T) {
 	text := "Content-Type: text/plain; charset=utf-8\r\n\r\nHello, short lines = fine.\r\n"
 	in := []byte("From: a@shop.example\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"outer\"\r\n\r\n" +
