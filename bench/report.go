@@ -202,7 +202,11 @@ func (o *orchestrator) report(n int) {
 			case s7DirectHalf, s7QueueHalf:
 				r = "–"
 			}
-			rows = append(rows, []string{l, f0(o.med(n, l, offered)), f0(o.med(n, l, perSec)), r,
+			load := "closed loop"
+			if l == s7DirectHalf || l == s7QueueHalf {
+				load = f0(o.med(n, l, offered))
+			}
+			rows = append(rows, []string{l, load, f0(o.med(n, l, perSec)), r,
 				f3(o.med(n, l, p50)), f3(o.med(n, l, p99)), f3(o.med(n, l, cpuPerMsg)),
 				f3(o.med(n, l, func(s *sample) float64 { return s.StubCPUPerMsg })),
 				f0(o.med(n, l, func(s *sample) float64 { return float64(s.StubCalls) })), f0(o.med(n, l, failed))})

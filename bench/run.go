@@ -614,13 +614,7 @@ func (o *orchestrator) scenario(ctx context.Context, n int) error {
 // forwarding limit (when fwd), then the baseline, with the same load.
 func (o *orchestrator) pair(ctx context.Context, tag string, n, run int, vs []variant, fwd bool, cfg loadConfig) error {
 	for i, v := range vs {
-		s, err := o.startRelay(fmt.Sprintf("%s-v%d", tag, i), v)
-		if err != nil {
-			return err
-		}
-		_, err = o.measure(ctx, s, n, run, v.name, cfg)
-		s.stop()
-		if err != nil {
+		if _, err := o.measureFresh(ctx, fmt.Sprintf("%s-v%d", tag, i), v, n, run, v.name, cfg); err != nil {
 			return err
 		}
 	}
@@ -721,12 +715,7 @@ func (o *orchestrator) scenario7(ctx context.Context, tag string, run int) error
 	peak := map[string]float64{}
 	vs := []variant{{name: s7Direct}, {name: s7Queue, queue: true}}
 	for i, v := range vs {
-		s, err := o.startRelay(fmt.Sprintf("%s-v%d", tag, i), v)
-		if err != nil {
-			return err
-		}
-		sm, err := o.measure(ctx, s, 7, run, v.name, o.throughput(modePersistent, 0))
-		s.stop()
+		sm, err := o.measureFresh(ctx, fmt.Sprintf("%s-v%d", tag, i), v, 7, run, v.name, o.throughput(modePersistent, 0))
 		if err != nil {
 			return err
 		}
@@ -734,17 +723,21 @@ func (o *orchestrator) scenario7(ctx context.Context, tag string, run int) error
 	}
 	half := min(peak[s7Direct], peak[s7Queue]) / 2
 	for i, v := range vs {
-		s, err := o.startRelay(fmt.Sprintf("%s-h%d", tag, i), v)
-		if err != nil {
-			return err
-		}
-		_, err = o.measure(ctx, s, 7, run, v.name+halfSuffix, o.throughput(modePersistent, half))
-		s.stop()
-		if err != nil {
+		if _, err := o.measureFresh(ctx, fmt.Sprintf("%s-h%d", tag, i), v, 7, run, v.name+halfSuffix, o.throughput(modePersistent, half)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// measureFresh starts relay variant v, measures cfg against it and stops it.
+func (o *orchestrator) measureFresh(ctx context.Context, tag string, v variant, n, run int, label string, cfg loadConfig) (*sample, error) {
+	s, err := o.startRelay(tag, v)
+	if err != nil {
+		return nil, err
+	}
+	defer s.stop()
+	return o.measure(ctx, s, n, run, label, cfg)
 }
 
 // takeProfile runs one more load (SES over HTTP) while profiling the

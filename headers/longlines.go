@@ -301,26 +301,3 @@ func hasBareNewline(b []byte) bool {
 	}
 	return false
 }
-
-// crlf turns every lone CR or LF into CRLF and ends b with CRLF, as
-// Canonicalize does.
-func crlf(raw []byte) []byte {
-	out := make([]byte, 0, len(raw)+len(raw)/32+2)
-	for i := 0; i < len(raw); i++ {
-		switch c := raw[i]; c {
-		case '\r':
-			out = append(out, '\r', '\n')
-			if i+1 < len(raw) && raw[i+1] == '\n' {
-				i++
-			}
-		case '\n':
-			out = append(out, '\r', '\n')
-		default:
-			out = append(out, c)
-		}
-	}
-	if len(out) > 0 && out[len(out)-1] != '\n' {
-		out = append(out, '\r', '\n')
-	}
-	return out
-}

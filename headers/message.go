@@ -98,10 +98,15 @@ func Canonicalize(raw []byte, mode BareNewlines) ([]byte, error) {
 	if canonical && (len(raw) == 0 || raw[len(raw)-1] == '\n') {
 		return raw, nil
 	}
+	return crlf(raw), nil
+}
+
+// crlf turns every lone CR or LF into CRLF and ends raw with CRLF: the
+// conversion of Canonicalize, without its checks.
+func crlf(raw []byte) []byte {
 	out := make([]byte, 0, len(raw)+len(raw)/32+2)
 	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		switch c {
+		switch c := raw[i]; c {
 		case '\r':
 			out = append(out, '\r', '\n')
 			if i+1 < len(raw) && raw[i+1] == '\n' {
@@ -116,7 +121,7 @@ func Canonicalize(raw []byte, mode BareNewlines) ([]byte, error) {
 	if len(out) > 0 && out[len(out)-1] != '\n' {
 		out = append(out, '\r', '\n')
 	}
-	return out, nil
+	return out
 }
 
 // headerReaders are the readers of Read (ReadHeader copies what it keeps).

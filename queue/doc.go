@@ -28,7 +28,9 @@
 // the file), renames it into active/ without replacing any file, then
 // waits for an fsync of active/ that started after its rename; only then
 // does it return, and only then may the caller answer 250. Concurrent
-// Enqueue calls share those syncs (group commit, groupCommit). A
+// Enqueue calls share those syncs: the first of a batch makes all its
+// files durable, renames them and fsyncs active/ once (entryCommit;
+// groupCommit shares the syncs with the other writers). A
 // delivered entry's file becomes a spare that a later write overwrites
 // (files.go), so the steady state allocates no inode per message. The
 // data file's presence in active/ is the commit

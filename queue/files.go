@@ -22,6 +22,8 @@ const (
 	lockName    = "lock"
 	metaSuffix  = ".meta"
 	dataSuffix  = ".data"
+	tmpPrefix   = "tmp-"   // in incoming/: a file being written
+	sparePrefix = "spare-" // in incoming/: a spare (below)
 )
 
 // writeOp names a file-system step that can fail; tests inject failures
@@ -232,7 +234,7 @@ func (q *Queue) openSpare() (fd int, path string, size int64, err error) {
 	}
 	inc := filepath.Join(q.dir, incomingDir)
 	for range 10 {
-		path := filepath.Join(inc, "tmp-"+strconv.FormatUint(q.tmpSeq.Add(1), 10))
+		path := filepath.Join(inc, tmpPrefix+strconv.FormatUint(q.tmpSeq.Add(1), 10))
 		fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
 		if err == nil {
 			return fd, path, 0, nil
@@ -268,7 +270,7 @@ func (q *Queue) recycle(path string, size int64) error {
 	if size <= spareMaxSize {
 		q.spareMu.Lock()
 		if len(q.spares) < maxSpares {
-			name := filepath.Join(q.dir, incomingDir, "spare-"+strconv.FormatUint(q.tmpSeq.Add(1), 10))
+			name := filepath.Join(q.dir, incomingDir, sparePrefix+strconv.FormatUint(q.tmpSeq.Add(1), 10))
 			// unix.Rename: os.Rename would lstat name first.
 			if err := unix.Rename(path, name); err == nil {
 				q.spares = append(q.spares, spare{name, size})

@@ -440,11 +440,14 @@ func TestUnwritableDirectoryPermissions(t *testing.T) {
 func TestCheck(t *testing.T) {
 	dir := t.TempDir()
 	q := openTest(t, dir, Options{})
-	if err := q.Check(); err != nil {
-		t.Fatal(err)
+	for range 3 {
+		if err := q.Check(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if got := dirNames(t, filepath.Join(dir, incomingDir)); len(got) != 0 {
-		t.Errorf("incoming/ = %v", got)
+	// The probe's file is kept as the one spare, reused by each probe.
+	if got := dirNames(t, filepath.Join(dir, incomingDir)); len(got) != 1 || !strings.HasPrefix(got[0], sparePrefix) || len(q.spares) != 1 {
+		t.Errorf("incoming/ = %v, %d spares in the pool", got, len(q.spares))
 	}
 }
 
