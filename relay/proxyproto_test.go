@@ -209,6 +209,19 @@ func logged(logs *observer.ObservedLogs, msg string, want map[string]string) boo
 	return false
 }
 
+// waitLogged is logged for a line written after the reply the test has
+// seen (the connection's closing line): it waits up to 5 s for it.
+func waitLogged(logs *observer.ObservedLogs, msg string, want map[string]string) bool {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if logged(logs, msg, want) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 // TestProxyV2PerIPLimitCountsProxiedAddress: with
 // server.max_connections_per_ip 1, two clients proxied through the same
 // load balancer address are both served, a second connection of one of
@@ -262,7 +275,7 @@ func TestProxyV2PerIPLimitCountsProxiedAddress(t *testing.T) {
 	}
 	c.Quit()
 	// Logs carry the proxied address, and the load balancer's as proxy.
-	if !logged(h.logs, "connection closed", map[string]string{"remote": "192.0.2.10:40000"}) {
+	if !waitLogged(h.logs, "connection closed", map[string]string{"remote": "192.0.2.10:40000"}) {
 		t.Error("no connection log line with remote 192.0.2.10:40000")
 	}
 	found := false
@@ -298,9 +311,8 @@ func TestProxyV1(t *testing.T) {
 		}
 		r.cmd("QUIT")
 	}
-	time.Sleep(100 * time.Millisecond)
 	for _, src := range []string{"203.0.113.5:1234", "[2001:db8::42]:5678"} {
-		if !logged(h.logs, "connection closed", map[string]string{"remote": src}) {
+		if !waitLogged(h.logs, "connection closed", map[string]string{"remote": src}) {
 			t.Errorf("no log line with remote %s", src)
 		}
 	}
@@ -349,11 +361,8 @@ func TestProxyUntrustedRefused(t *testing.T) {
 	// The relay releases the per-IP slot (max_connections_per_ip: 1) before
 	// it logs the close: wait for that, or the next dial races the release.
 	prev := c.LocalAddr().String()
-	for deadline := time.Now().Add(5 * time.Second); !logged(h.logs, "connection closed", map[string]string{"remote": prev}); {
-		if time.Now().After(deadline) {
-			t.Fatalf("the connection from %s was not closed", prev)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !waitLogged(h.logs, "connection closed", map[string]string{"remote": prev}) {
+		t.Fatalf("the connection from %s was not closed", prev)
 	}
 
 	// Optional, untrusted, no header: served at once, not after the
@@ -493,8 +502,7 @@ func TestProxyImplicitTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Quit()
-	time.Sleep(100 * time.Millisecond)
-	if !logged(h.logs, "connection closed", map[string]string{"remote": "192.0.2.30:2"}) {
+	if !waitLogged(h.logs, "connection closed", map[string]string{"remote": "192.0.2.30:2"}) {
 		t.Error("no log line with the proxied address")
 	}
 }
