@@ -161,7 +161,10 @@ func TestRemovalSyncJoinsOthersOrRunsSoon(t *testing.T) {
 	syncs.Store(0)
 	c.syncLater()
 	c.syncLater()
-	time.Sleep(3 * laterDelay)
+	for deadline := time.Now().Add(5 * time.Second); syncs.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(3 * laterDelay) // and no second one
 	if n := syncs.Load(); n != 1 {
 		t.Errorf("removals alone: %d fsyncs after %v, want 1", n, 3*laterDelay)
 	}

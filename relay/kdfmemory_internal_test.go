@@ -29,7 +29,8 @@ func TestKDFMemoryReleasedOnceAfterABurst(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, func() bool { return released.Load() >= 1 })
+	time.Sleep(3 * m.quiet) // no second release follows
 	if n := released.Load(); n != 1 {
 		t.Fatalf("released %d times after one burst, want 1", n)
 	}
@@ -42,7 +43,8 @@ func TestKDFMemoryReleasedOnceAfterABurst(t *testing.T) {
 		t.Fatalf("released during a KDF run (%d)", n)
 	}
 	m.done()
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, func() bool { return released.Load() >= 2 })
+	time.Sleep(3 * m.quiet)
 	if n := released.Load(); n != 2 {
 		t.Fatalf("released %d times after the second burst, want 2", n)
 	}

@@ -220,13 +220,16 @@ func TestFailover5xxAndRecovery(t *testing.T) {
 
 	// Still failing at the probe: the probe message moves on, 250.
 	time.Sleep(250 * time.Millisecond)
+	probeSent := time.Now() // the probe is made after this
 	must250(t, c, "billing.example.com")
 	if n := m.r1.Calls(); n != 4 {
 		t.Fatalf("region 1 got %d calls, want 4 (one probe)", n)
 	}
-	// Within probe_every of that probe: not tried.
+	// Within probe_every of that probe: not tried. (On a machine so loaded
+	// that 200ms went by, a second probe is due: nothing to check then.)
+	next := time.Now()
 	must250(t, c, "billing.example.com")
-	if n := m.r1.Calls(); n != 4 {
+	if n := m.r1.Calls(); n != 4 && next.Sub(probeSent) < 200*time.Millisecond {
 		t.Fatalf("region 1 probed again within probe_every (%d calls)", n)
 	}
 
